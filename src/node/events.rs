@@ -1,0 +1,159 @@
+//! The node's notification queue: coalesced per peer, so its memory is bounded by the number of
+//! peers times the number of event kinds, never by traffic.
+//!
+//! The queue holds markers `(peer, kind)`, at most one per pair. The event itself is built when
+//! the application receives it, from the peer's state at that moment: a `Delivered` reports the
+//! latest acknowledgement, a `SessionLost` hands over everything handed back so far.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::peer::{Peer, PeerInner};
+use crate::proto::session::LostReason;
+
+/// Something the application should react to. Events are notifications: they say *that*
+/// something happened; the data stays with the [`Peer`] until the application reads it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// The peer has new messages in its inbox. Fires when messages arrive and no `Message`
+    /// notification for this peer is already waiting in the queue; it does not fire again for
+    /// messages the application chose to leave unread, only when more arrive after the
+    /// application received this one. A notification may find the inbox empty if the messages
+    /// were already read.
+    Message {
+        /// The peer with new data.
+        peer: Peer,
+    },
+    /// Every message sent to `peer` with a sequence number up to `up_to` (in the current
+    /// session) has been acknowledged: it is in the peer node's inbox.
+    Delivered {
+        /// The peer.
+        peer: Peer,
+        /// Highest acknowledged sequence number (cumulative).
+        up_to: u64,
+    },
+    /// A connection to the peer completed its handshake.
+    Connected {
+        /// The peer.
+        peer: Peer,
+        /// `true`: the existing session continued, with every unacknowledged message
+        /// retransmitted. `false`: a new session started.
+        resumed: bool,
+    },
+    /// The connection to the peer ended. The session survives it (until it expires): messages
+    /// keep queueing and flow again when a connection is re-established.
+    Disconnected {
+        /// The peer.
+        peer: Peer,
+        /// Why, as text.
+        reason: String,
+    },
+    /// The session with the peer ended without these messages being acknowledged: the peer
+    /// restarted, forgot the session, shut down, or the session expired. The messages were not
+    /// delivered and will not be sent again by networkio; resend them (a new session) if they
+    /// still matter. Their receipts fail with [`Error::SessionLost`](crate::Error::SessionLost).
+    SessionLost {
+        /// The peer.
+        peer: Peer,
+        /// The unacknowledged messages' payloads, oldest first.
+        unacked: Vec<Bytes>,
+        /// Why the session ended.
+        reason: LostReason,
+    },
+}
+
+/// Event kinds, one bit each in a peer's pending mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Message = 1,
+    Delivered = 2,
+    Connected = 4,
+    Disconnected = 8,
+    SessionLost = 16,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct EventQueue {
+    queue: Mutex<Queue>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    markers: VecDeque<(Arc<PeerInner>, Kind)>,
+    closed: bool,
+}
+
+impl EventQueue {
+    /// Queues `kind` for `peer` unless one is already waiting.
+    pub(crate) fn push(&self, peer: &Arc<PeerInner>, kind: Kind) {
+        let bit = kind as u8;
+        if peer.pending_events.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+            return; // coalesced with the marker already queued
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.closed {
+            return;
+        }
+        queue.markers.push_back((peer.clone(), kind));
+        drop(queue);
+        self.notify.notify_one();
+    }
+
+    /// No more events after the queued ones.
+    pub(crate) fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    fn pop(&self) -> Result<Option<Event>, Closed> {
+        loop {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let Some((peer, kind)) = queue.markers.pop_front() else {
+                return if queue.closed { Err(Closed) } else { Ok(None) };
+            };
+            drop(queue);
+            peer.pending_events
+                .fetch_and(!(kind as u8), Ordering::AcqRel);
+            if let Some(event) = Peer::from_inner(peer).materialize(kind) {
+                return Ok(Some(event));
+            }
+        }
+    }
+}
+
+struct Closed;
+
+/// A handle to the node's notification queue (see [`Node::events`](crate::Node::events)).
+///
+/// Every `Events` handle of a node reads the same queue: each event goes to one of them.
+#[derive(Debug, Clone)]
+pub struct Events {
+    pub(crate) queue: Arc<EventQueue>,
+}
+
+impl Events {
+    /// Waits for the next event. Returns `None` once the node has shut down and every queued
+    /// event has been received.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            let notified = self.queue.notify.notified();
+            match self.queue.pop() {
+                Ok(Some(event)) => return Some(event),
+                Ok(None) => notified.await,
+                Err(Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.queue.pop().ok().flatten()
+    }
+}

@@ -1,0 +1,63 @@
+//! Accepting: one loop per listener, a cap on simultaneous connections, backoff when the
+//! process runs out of file descriptors instead of spinning.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::NodeShared;
+use super::driver::{self, Origin};
+
+pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) {
+    let mut fd_backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.closing.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => {
+                fd_backoff = Duration::from_millis(5);
+                pair
+            }
+            Err(e) if is_resource_exhaustion(&e) => {
+                tracing::warn!(error = %e, "accept: out of resources; backing off {fd_backoff:?}");
+                tokio::select! {
+                    _ = shared.closing.cancelled() => return,
+                    _ = tokio::time::sleep(fd_backoff) => {}
+                }
+                fd_backoff = (fd_backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            Err(e) => {
+                // Per-connection failures (e.g. reset before accept) do not stop the listener.
+                tracing::debug!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            tracing::debug!(%addr, "connection limit reached; refusing");
+            drop(stream);
+            continue;
+        };
+        let shared2 = shared.clone();
+        shared.tasks.spawn(async move {
+            let outcome = driver::run(&shared2, stream, Origin::Accepted, &mut None).await;
+            drop(permit);
+            // The accepting side keeps the session until it expires; something must fire that.
+            if let Some(peer) = outcome.peer
+                && outcome.established
+                && !outcome.end.superseded()
+            {
+                driver::idle(&shared2, &peer, None).await;
+            }
+        });
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    // EMFILE (24) and ENFILE (23) on Linux and the BSDs; ENOBUFS/ENOMEM also mean "not now".
+    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
+}

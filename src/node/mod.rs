@@ -1,0 +1,376 @@
+//! The tokio driver: [`Node`], its builder, and the tasks that run connections.
+//!
+//! This is the only part of the crate that uses tokio. Each connection is one task that moves
+//! bytes between its socket and the peer's sans-IO [`Session`](crate::proto::Session); the
+//! application's [`Peer`] handles share that session behind a mutex, as quinn's handles share
+//! its connection state.
+
+mod dial;
+mod driver;
+mod events;
+mod listen;
+mod peer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use events::{Event, Events};
+pub use peer::{ConnectionState, Peer, PeerStats, Receipt};
+
+use crate::error::{Error, Result};
+use crate::proto::{self, Session, validate_name};
+use events::EventQueue;
+use peer::PeerInner;
+
+/// Every limit and timer of a node. All explicit; see [`NodeConfig::default`] for the values.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Protocol limits and timers: message size, windows, inbox, heartbeat, idle timeout,
+    /// handshake deadline, session expiry.
+    pub protocol: proto::Config,
+    /// Most simultaneous connections (accepted and dialed); more are refused. Default 16,384.
+    pub max_connections: usize,
+    /// First reconnect delay. Default 50 ms.
+    pub reconnect_initial: Duration,
+    /// Largest reconnect delay (the backoff doubles up to it, with jitter). Default 5 s.
+    pub reconnect_max: Duration,
+    /// Timeout of one TCP connect attempt. Default 10 s.
+    pub connect_timeout: Duration,
+    /// How long [`Node::shutdown`] waits for unacknowledged messages to be acknowledged by
+    /// connected peers before closing. Default 5 s.
+    pub shutdown_linger: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            protocol: proto::Config::default(),
+            max_connections: 16 * 1024,
+            reconnect_initial: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            shutdown_linger: Duration::from_secs(5),
+        }
+    }
+}
+
+impl NodeConfig {
+    fn validate(&self) -> Result<()> {
+        let p = &self.protocol;
+        let check = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::InvalidConfig(what.to_owned()))
+            }
+        };
+        check(p.window.messages > 0, "window messages must be > 0")?;
+        check(p.inbox.messages > 0, "inbox messages must be > 0")?;
+        check(p.inbox.bytes > 0, "inbox bytes must be > 0")?;
+        check(
+            p.window.max_message <= u32::MAX as usize - 64,
+            "max message size must fit a 32-bit frame length",
+        )?;
+        check(
+            p.max_frame_len >= p.window.max_message + proto::frame::DATA_OVERHEAD - 4,
+            "max frame length must hold the largest message",
+        )?;
+        check(
+            p.handshake_frame_len >= 300,
+            "handshake frame limit must be >= 300 bytes",
+        )?;
+        check(
+            p.idle_timeout > p.heartbeat_interval,
+            "idle timeout must exceed the heartbeat interval",
+        )?;
+        check(
+            !p.handshake_timeout.is_zero(),
+            "handshake timeout must be > 0",
+        )?;
+        check(self.max_connections > 0, "max connections must be > 0")?;
+        check(
+            self.reconnect_initial <= self.reconnect_max,
+            "reconnect initial delay must not exceed the maximum",
+        )
+    }
+}
+
+/// Builds a [`Node`]. Start from [`Node::builder`].
+#[derive(Debug)]
+pub struct NodeBuilder {
+    name: String,
+    listen: Vec<String>,
+    config: NodeConfig,
+}
+
+impl NodeBuilder {
+    /// Also accept connections on `addr` (`"127.0.0.1:8080"`, `"[::1]:0"`; port 0 picks one,
+    /// see [`Node::local_addrs`]). May be called several times.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen.push(addr.into());
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Largest message payload, in bytes (default 1 MiB). Frames are limited accordingly.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.protocol.set_max_message(bytes);
+        self
+    }
+
+    /// Outbound window per peer: messages and payload bytes not yet acknowledged
+    /// (default 16,384 and 8 MiB). `send` waits while it is full.
+    pub fn window(mut self, messages: usize, bytes: usize) -> Self {
+        self.config.protocol.window.messages = messages;
+        self.config.protocol.window.bytes = bytes;
+        self
+    }
+
+    /// Inbox per peer: messages and payload bytes received but not yet read (default 16,384
+    /// and 8 MiB). While it is full the node stops reading from that peer.
+    pub fn inbox(mut self, messages: usize, bytes: usize) -> Self {
+        self.config.protocol.inbox.messages = messages;
+        self.config.protocol.inbox.bytes = bytes;
+        self
+    }
+
+    /// Heartbeat interval and idle timeout (default 5 s and 20 s).
+    pub fn heartbeat(mut self, interval: Duration, idle_timeout: Duration) -> Self {
+        self.config.protocol.heartbeat_interval = interval;
+        self.config.protocol.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Absolute deadline for a connection's handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.protocol.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a session outlives its last connection (default 1 hour).
+    pub fn session_expiry(mut self, expiry: Duration) -> Self {
+        self.config.protocol.session_expiry = expiry;
+        self
+    }
+
+    /// Most simultaneous connections (default 16,384).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// Reconnect backoff: first delay and cap (default 50 ms and 5 s).
+    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.reconnect_initial = initial;
+        self.config.reconnect_max = max;
+        self
+    }
+
+    /// How long shutdown waits for acknowledgements (default 5 s).
+    pub fn shutdown_linger(mut self, linger: Duration) -> Self {
+        self.config.shutdown_linger = linger;
+        self
+    }
+
+    /// Validates the configuration, binds the listeners and starts the node.
+    pub async fn start(self) -> Result<Node> {
+        validate_name(&self.name)?;
+        self.config.validate()?;
+        let mut listeners = Vec::new();
+        for addr in &self.listen {
+            listeners.push(bind(addr.as_str()).await?);
+        }
+        let local_addrs = listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let shared = Arc::new(NodeShared {
+            name: self.name,
+            incarnation: new_incarnation(),
+            connections: Arc::new(Semaphore::new(self.config.max_connections)),
+            config: self.config,
+            peers: Mutex::new(HashMap::new()),
+            events: Arc::new(EventQueue::default()),
+            closing: CancellationToken::new(),
+            closed: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            local_addrs,
+        });
+        for listener in listeners {
+            shared
+                .tasks
+                .spawn(listen::accept_loop(shared.clone(), listener));
+        }
+        tracing::debug!(name = %shared.name, addrs = ?shared.local_addrs, "node started");
+        Ok(Node { shared })
+    }
+}
+
+async fn bind(addr: impl ToSocketAddrs) -> Result<TcpListener> {
+    Ok(TcpListener::bind(addr).await?)
+}
+
+fn new_incarnation() -> u64 {
+    // Non-zero: zero means "no session" on the wire.
+    loop {
+        let v: u64 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// State shared by the node's handles and tasks.
+pub(crate) struct NodeShared {
+    pub(crate) name: String,
+    pub(crate) incarnation: u64,
+    pub(crate) config: NodeConfig,
+    pub(crate) peers: Mutex<HashMap<String, Arc<PeerInner>>>,
+    pub(crate) events: Arc<EventQueue>,
+    /// Connection cap: one permit per live connection.
+    pub(crate) connections: Arc<Semaphore>,
+    /// Shutdown has begun: no new connections or messages.
+    pub(crate) closing: CancellationToken,
+    /// Connections must close now.
+    pub(crate) closed: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) local_addrs: Vec<SocketAddr>,
+}
+
+impl NodeShared {
+    /// The peer named `name`, created (with an empty session) if unknown.
+    pub(crate) fn peer_entry(&self, name: &str) -> Arc<PeerInner> {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                PeerInner::new(
+                    name.to_owned(),
+                    Session::new(Instant::now(), self.incarnation, self.config.protocol),
+                )
+            })
+            .clone()
+    }
+}
+
+/// A networkio node: a name, optional listeners, and sessions with named peers.
+///
+/// Cloning gives another handle to the same node. The node runs until [`Node::shutdown`];
+/// dropping handles does not stop it.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<NodeShared>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.shared.name)
+            .field("local_addrs", &self.shared.local_addrs)
+            .finish()
+    }
+}
+
+impl Node {
+    /// A builder for a node called `name` (1 to 128 ASCII letters, digits and `- _ . : @`).
+    pub fn builder(name: impl Into<String>) -> NodeBuilder {
+        NodeBuilder {
+            name: name.into(),
+            listen: Vec::new(),
+            config: NodeConfig::default(),
+        }
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// This process's incarnation: random, fixed for the node's life. Peers use it to tell a
+    /// restarted node from a reconnecting one.
+    pub fn incarnation(&self) -> u64 {
+        self.shared.incarnation
+    }
+
+    /// The addresses the node listens on (with the ports the OS picked).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.shared.local_addrs
+    }
+
+    /// The node's notification queue. Every handle reads the same queue.
+    pub fn events(&self) -> Events {
+        Events {
+            queue: self.shared.events.clone(),
+        }
+    }
+
+    /// Dials `addr`, completes the handshake and returns the peer that answered (its name comes
+    /// from the handshake). If the connection later breaks, this node redials with backoff and
+    /// the session resumes.
+    pub async fn connect(&self, addr: impl ToSocketAddrs) -> Result<Peer> {
+        dial::connect(self.shared.clone(), addr).await
+    }
+
+    /// The known peer called `name`.
+    pub fn peer(&self, name: &str) -> Option<Peer> {
+        let peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.get(name).cloned().map(Peer::from_inner)
+    }
+
+    /// Every known peer.
+    pub fn peers(&self) -> Vec<Peer> {
+        let peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.values().cloned().map(Peer::from_inner).collect()
+    }
+
+    /// Shuts the node down gracefully:
+    /// 1. stops accepting connections and new messages (`send` fails with
+    ///    [`Error::NodeClosed`]);
+    /// 2. waits up to [`NodeConfig::shutdown_linger`] for connected peers to acknowledge what
+    ///    was already sent;
+    /// 3. closes every connection with a SHUTDOWN reason, which ends the sessions on the peers
+    ///    (they get [`Event::SessionLost`] for what they had not delivered to us);
+    /// 4. fails the receipts of messages still unacknowledged with [`Error::NodeClosed`]; those
+    ///    messages are lost with this node. The event queue ends ([`Events::recv`] returns `None`
+    ///    after the last event).
+    pub async fn shutdown(&self) {
+        let shared = &self.shared;
+        shared.closing.cancel();
+        let linger = tokio::time::Instant::now() + shared.config.shutdown_linger;
+        for peer in self.peers() {
+            let mut delivery = peer.inner.delivery.subscribe();
+            let connected = || peer.state() == ConnectionState::Connected;
+            if !connected() {
+                continue;
+            }
+            let drained = delivery.wait_for(|s| s.unacked == 0 || s.closed);
+            let _ = tokio::time::timeout_at(linger, drained).await;
+        }
+        shared.closed.cancel();
+        shared.tasks.close();
+        shared.tasks.wait().await;
+        for peer in self.peers() {
+            let mut core = peer.inner.lock();
+            core.closed = true;
+            core.state = ConnectionState::Closed;
+            drop(core);
+            peer.inner.delivery.send_modify(|s| s.closed = true);
+            peer.inner.space.notify_waiters();
+        }
+        shared.events.close();
+        tracing::debug!(name = %shared.name, "node shut down");
+    }
+}

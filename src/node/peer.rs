@@ -1,0 +1,358 @@
+//! `Peer`: the application's handle to one remote node, by name.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU8;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+
+use super::events::{Event, Kind};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::proto::session::LostReason;
+use crate::proto::{PushError, Session};
+
+/// A handle to a remote peer, named by its node name.
+///
+/// Cloning gives another handle to the same peer; handles are cheap and usable from any task.
+/// The peer's session (its queues, its sequence numbers) lives as long as the node keeps it,
+/// across any number of connections.
+#[derive(Clone)]
+pub struct Peer {
+    pub(crate) inner: Arc<PeerInner>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+/// Where a peer's connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// A connection exists and is completing its handshake.
+    Connecting,
+    /// A connection is established; messages flow.
+    Connected,
+    /// No connection; messages queue until one is (re-)established or the session expires.
+    Disconnected,
+    /// The node has shut down.
+    Closed,
+}
+
+/// A snapshot of a peer's queues and state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// Connection state.
+    pub state: ConnectionState,
+    /// Received messages waiting to be read.
+    pub inbox_len: usize,
+    /// Their payload bytes.
+    pub inbox_bytes: usize,
+    /// Sent messages not yet acknowledged (queued or in flight).
+    pub unacked_len: usize,
+    /// Their payload bytes.
+    pub unacked_bytes: usize,
+    /// Highest acknowledged sequence number in the current session.
+    pub acked: u64,
+    /// Session generation: how many sessions with this peer have ended.
+    pub generation: u64,
+    /// Connections established after the first.
+    pub reconnects: u64,
+}
+
+/// What receipts watch: the acknowledgement frontier of the current session generation.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DeliveryState {
+    pub generation: u64,
+    pub acked: u64,
+    pub unacked: usize,
+    pub lost_reason: Option<LostReason>,
+    pub closed: bool,
+}
+
+impl std::fmt::Debug for PeerInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerInner")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+pub(crate) struct PeerInner {
+    pub(crate) name: String,
+    pub(crate) core: Mutex<PeerCore>,
+    /// Wakes senders waiting for window space (many may wait: `notify_waiters`).
+    pub(crate) space: Notify,
+    pub(crate) delivery: watch::Sender<DeliveryState>,
+    /// Bit mask of event kinds queued for this peer (see `events::Kind`).
+    pub(crate) pending_events: AtomicU8,
+}
+
+/// Everything behind the peer's lock: the sans-IO session and what the driver reports.
+pub(crate) struct PeerCore {
+    pub(crate) session: Session,
+    pub(crate) state: ConnectionState,
+    /// Wakes the driver of the current connection (one waiter: `notify_one` keeps a permit).
+    pub(crate) wake: Arc<Notify>,
+    /// Who dialed the current link, for the crossed-connection rule.
+    pub(crate) link_dialed_by_us: bool,
+    /// Address we dial to reach this peer, if we dialed it.
+    pub(crate) dial_addr: Option<SocketAddr>,
+    pub(crate) resumed: bool,
+    pub(crate) last_disconnect: String,
+    pub(crate) handed_back: Vec<Bytes>,
+    pub(crate) lost_reason: Option<LostReason>,
+    pub(crate) established_count: u64,
+    pub(crate) closed: bool,
+}
+
+impl PeerInner {
+    pub(crate) fn new(name: String, session: Session) -> Arc<Self> {
+        Arc::new(PeerInner {
+            name,
+            core: Mutex::new(PeerCore {
+                session,
+                state: ConnectionState::Disconnected,
+                wake: Arc::new(Notify::new()),
+                link_dialed_by_us: false,
+                dial_addr: None,
+                resumed: false,
+                last_disconnect: String::new(),
+                handed_back: Vec::new(),
+                lost_reason: None,
+                established_count: 0,
+                closed: false,
+            }),
+            space: Notify::new(),
+            delivery: watch::Sender::new(DeliveryState::default()),
+            pending_events: AtomicU8::new(0),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PeerCore> {
+        // A panic while holding the lock cannot leave the session half-updated in a way that
+        // matters more than losing the peer entirely; keep serving.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Peer {
+    pub(crate) fn from_inner(inner: Arc<PeerInner>) -> Self {
+        Peer { inner }
+    }
+
+    /// The peer's node name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Current connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.inner.lock().state
+    }
+
+    /// Queue depths and state.
+    pub fn stats(&self) -> PeerStats {
+        let core = self.inner.lock();
+        PeerStats {
+            state: core.state,
+            inbox_len: core.session.inbox_len(),
+            inbox_bytes: core.session.inbox_bytes(),
+            unacked_len: core.session.unacked_len(),
+            unacked_bytes: core.session.unacked_bytes(),
+            acked: core.session.acked(),
+            generation: core.session.generation(),
+            reconnects: core.established_count.saturating_sub(1),
+        }
+    }
+
+    // ---- sending ------------------------------------------------------------------------------
+
+    /// Serialises `message` (MessagePack) and queues it, waiting while the outbound window is
+    /// full. Returns once the message is queued; the [`Receipt`] tells when it is acknowledged.
+    pub async fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<Receipt> {
+        self.send_bytes(codec::encode(message)?).await
+    }
+
+    /// Like [`Peer::send`], but fails with [`Error::Full`] instead of waiting.
+    pub fn try_send<T: Serialize + ?Sized>(&self, message: &T) -> Result<Receipt> {
+        self.try_send_bytes(codec::encode(message)?)
+    }
+
+    /// Queues raw bytes (no serialisation), waiting while the outbound window is full.
+    pub async fn send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
+        let payload = payload.into();
+        loop {
+            // Registered before the check, so an acknowledgement in between is not missed.
+            let space = self.inner.space.notified();
+            match self.push(&payload) {
+                Err(Error::Full) => space.await,
+                other => return other,
+            }
+        }
+    }
+
+    /// Queues raw bytes, or fails with [`Error::Full`] if the window is full.
+    pub fn try_send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
+        self.push(&payload.into())
+    }
+
+    fn push(&self, payload: &Bytes) -> Result<Receipt> {
+        let mut core = self.inner.lock();
+        if core.closed {
+            return Err(Error::NodeClosed);
+        }
+        let idle = !core.session.wants_transmit();
+        match core.session.send(payload.clone()) {
+            Ok(seq) => {
+                if idle {
+                    core.wake.notify_one();
+                }
+                Ok(Receipt {
+                    peer: self.clone(),
+                    seq,
+                    generation: core.session.generation(),
+                })
+            }
+            Err(PushError::Full) => Err(Error::Full),
+            Err(PushError::TooLarge { len, max }) => Err(Error::MessageTooLarge { len, max }),
+        }
+    }
+
+    // ---- reading ------------------------------------------------------------------------------
+
+    /// Removes and decodes up to `n` messages, oldest first; the rest stay queued.
+    ///
+    /// All or nothing: if any of them fails to decode as `T`, nothing is removed and the error
+    /// is returned (take the raw bytes with [`Peer::read_bytes`] to skip it).
+    pub fn read<T: DeserializeOwned>(&self, n: usize) -> Result<Vec<T>> {
+        let mut core = self.inner.lock();
+        let decoded = core
+            .session
+            .peek(n)
+            .map(|payload| codec::decode(payload))
+            .collect::<Result<Vec<T>>>()?;
+        self.take(&mut core, decoded.len());
+        Ok(decoded)
+    }
+
+    /// Removes and decodes every queued message.
+    pub fn read_all<T: DeserializeOwned>(&self) -> Result<Vec<T>> {
+        self.read(usize::MAX)
+    }
+
+    /// Removes up to `n` raw messages, oldest first.
+    pub fn read_bytes(&self, n: usize) -> Vec<Bytes> {
+        let mut core = self.inner.lock();
+        self.take(&mut core, n)
+    }
+
+    /// Removes every queued raw message.
+    pub fn read_all_bytes(&self) -> Vec<Bytes> {
+        self.read_bytes(usize::MAX)
+    }
+
+    /// Messages waiting to be read.
+    pub fn pending(&self) -> usize {
+        self.inner.lock().session.inbox_len()
+    }
+
+    fn take(&self, core: &mut PeerCore, n: usize) -> Vec<Bytes> {
+        let was_full = !core.session.wants_input();
+        let taken = core.session.read(n);
+        if was_full && core.session.wants_input() {
+            // The driver stopped reading the socket while the inbox was full.
+            core.wake.notify_one();
+        }
+        taken
+    }
+
+    /// Builds the event for a queued marker from the current state (see `events`).
+    pub(crate) fn materialize(self, kind: Kind) -> Option<Event> {
+        let mut core = self.inner.lock();
+        let event = match kind {
+            Kind::Message => return Some(Event::Message { peer: self.clone() }),
+            Kind::Delivered => Event::Delivered {
+                up_to: core.session.acked(),
+                peer: self.clone(),
+            },
+            Kind::Connected => Event::Connected {
+                resumed: core.resumed,
+                peer: self.clone(),
+            },
+            Kind::Disconnected => Event::Disconnected {
+                reason: core.last_disconnect.clone(),
+                peer: self.clone(),
+            },
+            Kind::SessionLost => Event::SessionLost {
+                unacked: std::mem::take(&mut core.handed_back),
+                reason: core.lost_reason?,
+                peer: self.clone(),
+            },
+        };
+        Some(event)
+    }
+}
+
+/// Proof that a message was queued, and a way to learn when it is delivered.
+///
+/// Dropping a receipt changes nothing: the message is sent all the same.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    peer: Peer,
+    seq: u64,
+    generation: u64,
+}
+
+impl Receipt {
+    /// The message's sequence number in its session (1, 2, 3, ... per peer and direction).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The peer it was sent to.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Whether the peer has acknowledged the message.
+    pub fn is_delivered(&self) -> bool {
+        let state = *self.peer.inner.delivery.borrow();
+        state.generation == self.generation && state.acked >= self.seq
+    }
+
+    /// Waits until the peer acknowledges the message (it is in the peer node's inbox).
+    ///
+    /// Fails with [`Error::SessionLost`] if the session ended first (the message was handed back
+    /// in [`Event::SessionLost`]) and with [`Error::NodeClosed`] if the node shut down first.
+    pub async fn delivered(&self) -> Result<()> {
+        let mut rx = self.peer.inner.delivery.subscribe();
+        // Generations only grow; the watch may lag the session, never lead it.
+        let state = *rx
+            .wait_for(|s| {
+                s.generation > self.generation
+                    || (s.generation == self.generation && s.acked >= self.seq)
+                    || s.closed
+            })
+            .await
+            .map_err(|_| Error::NodeClosed)?;
+        if state.generation == self.generation && state.acked >= self.seq {
+            Ok(())
+        } else if state.generation > self.generation {
+            Err(Error::SessionLost {
+                reason: state.lost_reason.unwrap_or(LostReason::Expired),
+            })
+        } else {
+            Err(Error::NodeClosed)
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! Frames: the unit of the wire protocol (see `docs/PROTOCOL.md`, "Framing").
+//!
+//! Every frame is `length: u32 BE | type: u8 | body`, where `length` counts the type byte and the
+//! body. [`decode`] checks `length` against the caller's limit as soon as the 4-byte header is
+//! readable, before it buffers or allocates anything for the body.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Protocol magic carried by every HELLO frame.
+pub const MAGIC: [u8; 4] = *b"NWIO";
+/// The protocol version this implementation speaks (and the only one it accepts).
+pub const VERSION: u16 = 1;
+/// Bytes before the body: the length prefix and the type byte.
+pub const HEADER_LEN: usize = 5;
+/// Overhead of a DATA frame on top of its payload: header plus the sequence number.
+pub const DATA_OVERHEAD: usize = HEADER_LEN + 8;
+/// HELLO body bytes before the name: magic, versions, incarnation, limits, name length.
+const HELLO_FIXED_LEN: usize = 4 + 2 + 2 + 8 + 4 + 4 + 1;
+/// Longest reason text a CLOSE frame may carry, in bytes.
+pub const MAX_REASON_LEN: usize = 256;
+
+/// Frame type codes.
+mod kind {
+    pub const HELLO: u8 = 0x01;
+    pub const SESSION: u8 = 0x02;
+    pub const DATA: u8 = 0x03;
+    pub const ACK: u8 = 0x04;
+    pub const PING: u8 = 0x05;
+    pub const CLOSE: u8 = 0x06;
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// First frame each side sends on a new connection.
+    Hello(Hello),
+    /// Second frame each side sends: what it knows of the session with the peer.
+    Session(SessionOffer),
+    /// One application message.
+    Data {
+        /// Per-session, per-direction sequence number, starting at 1.
+        seq: u64,
+        /// The message, opaque to the protocol.
+        payload: Bytes,
+    },
+    /// Cumulative acknowledgement: every message with `seq <= up_to` has been received.
+    Ack {
+        /// Highest sequence number received in order.
+        up_to: u64,
+    },
+    /// Keeps an idle connection observably alive.
+    Ping,
+    /// The sender is closing the connection, and why.
+    Close {
+        /// Why (see [`CloseCode`]).
+        code: CloseCode,
+        /// Human-readable detail, at most [`MAX_REASON_LEN`] bytes.
+        reason: String,
+    },
+}
+
+/// Body of a HELLO frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Oldest protocol version the sender speaks.
+    pub min_version: u16,
+    /// Newest protocol version the sender speaks.
+    pub max_version: u16,
+    /// Random, non-zero, fixed for the life of the sending process's node.
+    pub incarnation: u64,
+    /// Largest message payload the sender accepts, in bytes.
+    pub max_message: u32,
+    /// The sender declares the connection dead after this many milliseconds without receiving
+    /// anything; the receiver of this HELLO sends heartbeats often enough to stay within it.
+    pub idle_timeout_ms: u32,
+    /// The sender's node name (validated by the handshake, not here).
+    pub name: String,
+}
+
+/// Body of a SESSION frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOffer {
+    /// The incarnation of the receiver that the sender holds a session with; 0 for none.
+    pub known_incarnation: u64,
+    /// The sequence number the sender expects next from the receiver (1 when it has no session).
+    pub next_expected: u64,
+}
+
+/// Why a connection is closed; carried by CLOSE frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseCode {
+    /// The node is shutting down; its session ends with this connection.
+    Shutdown,
+    /// The peer broke the protocol.
+    ProtocolError,
+    /// No protocol version in common.
+    UnsupportedVersion,
+    /// The HELLO was unacceptable (bad magic, bad name, own name).
+    BadHello,
+    /// A frame exceeded the receiver's limit.
+    FrameTooLarge,
+    /// The handshake did not complete in time.
+    HandshakeTimeout,
+    /// Nothing was received for longer than the idle timeout.
+    IdleTimeout,
+    /// A newer connection took over this session.
+    Replaced,
+    /// The node refuses more connections.
+    Busy,
+    /// The session expired.
+    SessionExpired,
+    /// A code this implementation does not know (kept so it can be reported).
+    Other(u16),
+}
+
+impl CloseCode {
+    /// The wire value.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            CloseCode::Shutdown => 0,
+            CloseCode::ProtocolError => 1,
+            CloseCode::UnsupportedVersion => 2,
+            CloseCode::BadHello => 3,
+            CloseCode::FrameTooLarge => 4,
+            CloseCode::HandshakeTimeout => 5,
+            CloseCode::IdleTimeout => 6,
+            CloseCode::Replaced => 7,
+            CloseCode::Busy => 8,
+            CloseCode::SessionExpired => 9,
+            CloseCode::Other(v) => v,
+        }
+    }
+
+    /// The code for a wire value; unknown values are kept as [`CloseCode::Other`].
+    pub fn from_u16(v: u16) -> Self {
+        match v {
+            0 => CloseCode::Shutdown,
+            1 => CloseCode::ProtocolError,
+            2 => CloseCode::UnsupportedVersion,
+            3 => CloseCode::BadHello,
+            4 => CloseCode::FrameTooLarge,
+            5 => CloseCode::HandshakeTimeout,
+            6 => CloseCode::IdleTimeout,
+            7 => CloseCode::Replaced,
+            8 => CloseCode::Busy,
+            9 => CloseCode::SessionExpired,
+            other => CloseCode::Other(other),
+        }
+    }
+}
+
+impl std::fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            CloseCode::Shutdown => "shutdown",
+            CloseCode::ProtocolError => "protocol error",
+            CloseCode::UnsupportedVersion => "unsupported version",
+            CloseCode::BadHello => "bad hello",
+            CloseCode::FrameTooLarge => "frame too large",
+            CloseCode::HandshakeTimeout => "handshake timeout",
+            CloseCode::IdleTimeout => "idle timeout",
+            CloseCode::Replaced => "replaced by a newer connection",
+            CloseCode::Busy => "busy",
+            CloseCode::SessionExpired => "session expired",
+            CloseCode::Other(v) => return write!(f, "close code {v}"),
+        };
+        f.write_str(name)
+    }
+}
+
+/// Why bytes from the peer could not be decoded. Always the peer's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The length prefix announces more than the receiver accepts.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Announced length.
+        len: u64,
+        /// The receiver's limit.
+        max: usize,
+    },
+    /// A length prefix of zero (every frame has a type byte).
+    #[error("empty frame")]
+    Empty,
+    /// An unknown frame type.
+    #[error("unknown frame type {0:#04x}")]
+    UnknownType(u8),
+    /// A frame whose body does not match its type.
+    #[error("malformed {kind} frame: {detail}")]
+    Malformed {
+        /// Frame type name.
+        kind: &'static str,
+        /// What is wrong.
+        detail: &'static str,
+    },
+}
+
+impl FrameError {
+    /// The close code to send the peer for this error.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            FrameError::TooLarge { .. } => CloseCode::FrameTooLarge,
+            _ => CloseCode::ProtocolError,
+        }
+    }
+}
+
+/// Decodes one frame from the front of `buf`.
+///
+/// Returns `Ok(None)` when `buf` does not yet hold a whole frame (nothing is consumed), and
+/// `Err(FrameError::TooLarge)` as soon as the header announces more than `max_len` bytes
+/// (type + body), before any of the body is buffered. On success the frame's bytes are consumed.
+pub fn decode(buf: &mut BytesMut, max_len: usize) -> Result<Option<Frame>, FrameError> {
+    let Some(header) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > max_len {
+        return Err(FrameError::TooLarge {
+            len: len as u64,
+            max: max_len,
+        });
+    }
+    if buf.len() < 4 + len {
+        // Reserve what is missing so the next read fills the frame without re-growing;
+        // bounded by `max_len`, which was checked above.
+        buf.reserve(4 + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(4);
+    // Copied out rather than split off: a payload kept in an inbox must not pin the whole read
+    // buffer it arrived in, so that inbox byte limits are the memory actually held.
+    let mut body = Bytes::copy_from_slice(&buf[..len]);
+    buf.advance(len);
+    let kind = body.get_u8();
+    parse_body(kind, body).map(Some)
+}
+
+fn parse_body(kind: u8, mut body: Bytes) -> Result<Frame, FrameError> {
+    let malformed = |kind, detail| FrameError::Malformed { kind, detail };
+    match kind {
+        kind::HELLO => {
+            if body.remaining() < HELLO_FIXED_LEN {
+                return Err(malformed("HELLO", "too short"));
+            }
+            let mut magic = [0u8; 4];
+            body.copy_to_slice(&mut magic);
+            if magic != MAGIC {
+                return Err(malformed("HELLO", "bad magic"));
+            }
+            let min_version = body.get_u16();
+            let max_version = body.get_u16();
+            let incarnation = body.get_u64();
+            let max_message = body.get_u32();
+            let idle_timeout_ms = body.get_u32();
+            let name_len = usize::from(body.get_u8());
+            if body.remaining() < name_len {
+                return Err(malformed("HELLO", "name truncated"));
+            }
+            let name = std::str::from_utf8(&body[..name_len])
+                .map_err(|_| malformed("HELLO", "name is not UTF-8"))?
+                .to_owned();
+            // Bytes after the name are extensions for later versions: ignored.
+            Ok(Frame::Hello(Hello {
+                min_version,
+                max_version,
+                incarnation,
+                max_message,
+                idle_timeout_ms,
+                name,
+            }))
+        }
+        kind::SESSION => {
+            if body.remaining() < 16 {
+                return Err(malformed("SESSION", "too short"));
+            }
+            Ok(Frame::Session(SessionOffer {
+                known_incarnation: body.get_u64(),
+                next_expected: body.get_u64(),
+            }))
+        }
+        kind::DATA => {
+            if body.remaining() < 8 {
+                return Err(malformed("DATA", "too short"));
+            }
+            let seq = body.get_u64();
+            Ok(Frame::Data { seq, payload: body })
+        }
+        kind::ACK => {
+            if body.remaining() != 8 {
+                return Err(malformed("ACK", "wrong length"));
+            }
+            Ok(Frame::Ack {
+                up_to: body.get_u64(),
+            })
+        }
+        kind::PING => {
+            if body.has_remaining() {
+                return Err(malformed("PING", "unexpected body"));
+            }
+            Ok(Frame::Ping)
+        }
+        kind::CLOSE => {
+            if body.remaining() < 2 {
+                return Err(malformed("CLOSE", "too short"));
+            }
+            let code = CloseCode::from_u16(body.get_u16());
+            if body.remaining() > MAX_REASON_LEN {
+                return Err(malformed("CLOSE", "reason too long"));
+            }
+            let reason = String::from_utf8_lossy(&body).into_owned();
+            Ok(Frame::Close { code, reason })
+        }
+        other => Err(FrameError::UnknownType(other)),
+    }
+}
+
+/// Appends the encoding of `frame` to `out`.
+///
+/// Panics only if the frame is larger than `u32::MAX` bytes, which callers prevent by checking
+/// message sizes against the configured limit on the way in.
+pub fn encode(frame: &Frame, out: &mut impl BufMut) {
+    match frame {
+        Frame::Hello(h) => {
+            let name = truncate_utf8(&h.name, usize::from(u8::MAX));
+            put_header(out, kind::HELLO, HELLO_FIXED_LEN + name.len());
+            out.put_slice(&MAGIC);
+            out.put_u16(h.min_version);
+            out.put_u16(h.max_version);
+            out.put_u64(h.incarnation);
+            out.put_u32(h.max_message);
+            out.put_u32(h.idle_timeout_ms);
+            out.put_u8(name.len() as u8);
+            out.put_slice(name.as_bytes());
+        }
+        Frame::Session(s) => {
+            put_header(out, kind::SESSION, 16);
+            out.put_u64(s.known_incarnation);
+            out.put_u64(s.next_expected);
+        }
+        Frame::Data { seq, payload } => encode_data(*seq, payload, out),
+        Frame::Ack { up_to } => {
+            put_header(out, kind::ACK, 8);
+            out.put_u64(*up_to);
+        }
+        Frame::Ping => put_header(out, kind::PING, 0),
+        Frame::Close { code, reason } => {
+            let reason = truncate_utf8(reason, MAX_REASON_LEN);
+            put_header(out, kind::CLOSE, 2 + reason.len());
+            out.put_u16(code.to_u16());
+            out.put_slice(reason.as_bytes());
+        }
+    }
+}
+
+/// Appends a DATA frame without building a [`Frame`] (the hot path).
+pub fn encode_data(seq: u64, payload: &[u8], out: &mut impl BufMut) {
+    put_header(out, kind::DATA, 8 + payload.len());
+    out.put_u64(seq);
+    out.put_slice(payload);
+}
+
+fn put_header(out: &mut impl BufMut, kind: u8, body_len: usize) {
+    let len = u32::try_from(1 + body_len).expect("frame length checked by the caller");
+    out.put_u32(len);
+    out.put_u8(kind);
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 1 << 20;
+
+    fn round_trip(frame: Frame) {
+        let mut buf = BytesMut::new();
+        encode(&frame, &mut buf);
+        let encoded_len = buf.len();
+        // Every strict prefix is "need more bytes", never an error.
+        for cut in 0..encoded_len {
+            let mut partial = BytesMut::from(&buf[..cut]);
+            assert_eq!(decode(&mut partial, MAX), Ok(None), "prefix of {cut} bytes");
+            assert_eq!(partial.len(), cut, "a partial frame must not be consumed");
+        }
+        buf.extend_from_slice(b"tail");
+        assert_eq!(decode(&mut buf, MAX), Ok(Some(frame)));
+        assert_eq!(&buf[..], b"tail", "exactly one frame consumed");
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        round_trip(Frame::Hello(Hello {
+            min_version: 1,
+            max_version: 3,
+            incarnation: 0xdead_beef_cafe,
+            max_message: 1 << 20,
+            idle_timeout_ms: 20_000,
+            name: "server-001".into(),
+        }));
+        round_trip(Frame::Session(SessionOffer {
+            known_incarnation: 7,
+            next_expected: 42,
+        }));
+        round_trip(Frame::Data {
+            seq: 1,
+            payload: Bytes::from_static(b"hello"),
+        });
+        round_trip(Frame::Data {
+            seq: u64::MAX,
+            payload: Bytes::new(),
+        });
+        round_trip(Frame::Ack { up_to: 99 });
+        round_trip(Frame::Ping);
+        round_trip(Frame::Close {
+            code: CloseCode::Replaced,
+            reason: "newer connection".into(),
+        });
+        round_trip(Frame::Close {
+            code: CloseCode::Other(999),
+            reason: String::new(),
+        });
+    }
+
+    #[test]
+    fn close_codes_round_trip() {
+        for v in 0..=20u16 {
+            assert_eq!(CloseCode::from_u16(v).to_u16(), v);
+        }
+    }
+
+    #[test]
+    fn oversized_length_is_rejected_from_the_header_alone() {
+        // A header claiming 4 GiB - 1: rejected with only 4 bytes present, nothing reserved.
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
+        let before = buf.capacity();
+        assert_eq!(
+            decode(&mut buf, MAX),
+            Err(FrameError::TooLarge {
+                len: u64::from(u32::MAX),
+                max: MAX
+            })
+        );
+        assert_eq!(buf.capacity(), before, "no allocation of the claimed size");
+    }
+
+    #[test]
+    fn malformed_frames_are_errors() {
+        let cases: &[(&[u8], &str)] = &[
+            (&[0, 0, 0, 0], "empty"),
+            (&[0, 0, 0, 1, 0x7f], "unknown type"),
+            (&[0, 0, 0, 1, 0x00], "type zero"),
+            (&[0, 0, 0, 3, kind::DATA, 0, 0], "short data"),
+            (&[0, 0, 0, 2, kind::ACK, 1], "short ack"),
+            (&[0, 0, 0, 2, kind::PING, 1], "ping with body"),
+            (&[0, 0, 0, 2, kind::CLOSE, 1], "short close"),
+            (
+                &[0, 0, 0, 5, kind::HELLO, b'N', b'W', b'I', b'O'],
+                "short hello",
+            ),
+            (
+                &[
+                    0,
+                    0,
+                    0,
+                    26,
+                    kind::HELLO,
+                    b'X',
+                    b'W',
+                    b'I',
+                    b'O',
+                    0,
+                    1,
+                    0,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    1,
+                    0,
+                    0,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0x4e,
+                    0x20,
+                    0,
+                ],
+                "bad magic",
+            ),
+            (
+                &[
+                    0,
+                    0,
+                    0,
+                    27,
+                    kind::HELLO,
+                    b'N',
+                    b'W',
+                    b'I',
+                    b'O',
+                    0,
+                    1,
+                    0,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    1,
+                    0,
+                    0,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0x4e,
+                    0x20,
+                    5,
+                    b'a',
+                ],
+                "name truncated",
+            ),
+            (
+                &[
+                    0,
+                    0,
+                    0,
+                    27,
+                    kind::HELLO,
+                    b'N',
+                    b'W',
+                    b'I',
+                    b'O',
+                    0,
+                    1,
+                    0,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    1,
+                    0,
+                    0,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0x4e,
+                    0x20,
+                    1,
+                    0xff,
+                ],
+                "name not utf-8",
+            ),
+        ];
+        for (bytes, what) in cases {
+            let mut buf = BytesMut::from(*bytes);
+            assert!(decode(&mut buf, MAX).is_err(), "{what} should be rejected");
+        }
+    }
+
+    #[test]
+    fn limit_applies_to_type_plus_body() {
+        let mut buf = BytesMut::new();
+        encode_data(1, &[0u8; 100], &mut buf);
+        let frame_len = buf.len() - 4;
+        assert!(decode(&mut buf.clone(), frame_len).is_ok());
+        assert!(matches!(
+            decode(&mut buf, frame_len - 1),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,249 @@
+//! The sending half of a session: sequence numbers, the unacknowledged window, replay.
+//!
+//! Messages are numbered from 1 per session. A message stays here, counted against the window,
+//! from [`Outbound::push`] until the peer acknowledges it; on a new connection transmission
+//! restarts from whatever the peer says it expects next.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::ProtocolViolation;
+
+/// Why a message could not be queued. Both are the caller's to handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The window is full (messages or bytes); retry after an acknowledgement.
+    Full,
+    /// The message alone exceeds the maximum message size.
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Limits of the outbound window.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowLimits {
+    /// Most messages queued or in flight.
+    pub messages: usize,
+    /// Most payload bytes queued or in flight.
+    pub bytes: usize,
+    /// Largest single message.
+    pub max_message: usize,
+}
+
+/// The sending half of a session.
+#[derive(Debug)]
+pub struct Outbound {
+    limits: WindowLimits,
+    /// Payloads of every message not yet acknowledged, oldest first; `queue[0]` has `first_seq`.
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    /// Sequence number of `queue[0]`: everything below is acknowledged.
+    first_seq: u64,
+    /// The next sequence number to transmit on the current connection.
+    cursor: u64,
+    /// Highest sequence number ever transmitted in this session (0 = none).
+    max_transmitted: u64,
+}
+
+impl Outbound {
+    /// An empty window; the first message gets sequence number 1.
+    pub fn new(limits: WindowLimits) -> Self {
+        Outbound {
+            limits,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            first_seq: 1,
+            cursor: 1,
+            max_transmitted: 0,
+        }
+    }
+
+    /// Sequence number the next pushed message gets.
+    pub fn next_seq(&self) -> u64 {
+        self.first_seq + self.queue.len() as u64
+    }
+
+    /// Everything `<= acked()` has been acknowledged by the peer.
+    pub fn acked(&self) -> u64 {
+        self.first_seq - 1
+    }
+
+    /// Messages queued or in flight.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Payload bytes queued or in flight.
+    pub fn bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Whether a message of `len` bytes fits the window now.
+    pub fn has_room(&self, len: usize) -> bool {
+        // An empty window always takes one message (up to max_message), so a message larger
+        // than the byte window cannot wedge a peer forever.
+        self.queue.is_empty()
+            || (self.queue.len() < self.limits.messages
+                && self.queued_bytes + len <= self.limits.bytes)
+    }
+
+    /// Queues a message and returns its sequence number.
+    pub fn push(&mut self, payload: Bytes) -> Result<u64, PushError> {
+        if payload.len() > self.limits.max_message {
+            return Err(PushError::TooLarge {
+                len: payload.len(),
+                max: self.limits.max_message,
+            });
+        }
+        if !self.has_room(payload.len()) {
+            return Err(PushError::Full);
+        }
+        let seq = self.next_seq();
+        self.queued_bytes += payload.len();
+        self.queue.push_back(payload);
+        Ok(seq)
+    }
+
+    /// The next message to transmit on this connection, if any; advances the cursor.
+    pub fn next_to_transmit(&mut self) -> Option<(u64, &Bytes)> {
+        let index = usize::try_from(self.cursor - self.first_seq).ok()?;
+        let payload = self.queue.get(index)?;
+        let seq = self.cursor;
+        self.cursor += 1;
+        self.max_transmitted = self.max_transmitted.max(seq);
+        Some((seq, payload))
+    }
+
+    /// Whether anything waits to be transmitted on this connection.
+    pub fn has_untransmitted(&self) -> bool {
+        self.cursor < self.next_seq()
+    }
+
+    /// Cumulative acknowledgement. Returns how many messages it released.
+    pub fn on_ack(&mut self, up_to: u64) -> Result<usize, ProtocolViolation> {
+        if up_to > self.max_transmitted {
+            // seq > max_transmitted was never sent: the peer acknowledges what it cannot have.
+            return Err(ProtocolViolation::AckOfUnsent {
+                up_to,
+                sent: self.max_transmitted,
+            });
+        }
+        let mut released = 0;
+        // up_to < first_seq: a stale or repeated ack; nothing left to release.
+        while self.first_seq <= up_to {
+            let Some(payload) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= payload.len();
+            self.first_seq += 1;
+            released += 1;
+        }
+        self.cursor = self.cursor.max(self.first_seq);
+        Ok(released)
+    }
+
+    /// Resumption on a new connection: the peer expects `next_expected` next. Everything below
+    /// it reached the peer (an implicit acknowledgement); transmission restarts there.
+    pub fn resume_from(&mut self, next_expected: u64) -> Result<usize, ProtocolViolation> {
+        if next_expected < self.first_seq || next_expected > self.max_transmitted + 1 {
+            return Err(ProtocolViolation::BadResumePoint {
+                next_expected,
+                acked: self.acked(),
+                sent: self.max_transmitted,
+            });
+        }
+        let released = self.on_ack(next_expected - 1)?;
+        self.cursor = next_expected;
+        Ok(released)
+    }
+
+    /// Before a new connection's handshake: nothing is transmitted until the peer says where.
+    pub fn rewind(&mut self) {
+        self.cursor = self.first_seq;
+    }
+
+    /// Ends the session: every unacknowledged message is handed back, numbering restarts at 1.
+    pub fn reset(&mut self) -> Vec<Bytes> {
+        let unacked = std::mem::take(&mut self.queue).into();
+        *self = Outbound::new(self.limits);
+        unacked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbound(messages: usize, bytes: usize) -> Outbound {
+        Outbound::new(WindowLimits {
+            messages,
+            bytes,
+            max_message: 100,
+        })
+    }
+
+    fn msg(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[test]
+    fn window_bounds_messages_and_bytes() {
+        let mut out = outbound(2, 1000);
+        assert_eq!(out.push(msg("a")), Ok(1));
+        assert_eq!(out.push(msg("b")), Ok(2));
+        assert_eq!(out.push(msg("c")), Err(PushError::Full));
+        let mut out = outbound(10, 5);
+        assert_eq!(out.push(msg("abc")), Ok(1));
+        assert_eq!(out.push(msg("def")), Err(PushError::Full));
+        assert_eq!(
+            out.push(Bytes::from(vec![0; 101])),
+            Err(PushError::TooLarge { len: 101, max: 100 })
+        );
+    }
+
+    #[test]
+    fn ack_releases_and_resume_replays() {
+        let mut out = outbound(10, 1000);
+        for m in ["a", "b", "c", "d"] {
+            out.push(msg(m)).unwrap();
+        }
+        let sent: Vec<u64> =
+            std::iter::from_fn(|| out.next_to_transmit().map(|(s, _)| s)).collect();
+        assert_eq!(sent, [1, 2, 3, 4]);
+        assert_eq!(out.on_ack(2), Ok(2));
+        assert_eq!(out.on_ack(1), Ok(0), "stale ack is harmless");
+        assert!(out.on_ack(5).is_err(), "ack of a message never sent");
+        out.rewind();
+        // The peer got 3 but its ack was lost with the connection.
+        assert_eq!(out.resume_from(4), Ok(1));
+        assert_eq!(
+            out.next_to_transmit().map(|(s, p)| (s, p.clone())),
+            Some((4, msg("d")))
+        );
+        assert!(
+            out.resume_from(2).is_err(),
+            "cannot go back below what was acknowledged"
+        );
+        assert!(
+            out.resume_from(6).is_err(),
+            "cannot expect what was never sent"
+        );
+    }
+
+    #[test]
+    fn reset_hands_back_unacked_in_order() {
+        let mut out = outbound(10, 1000);
+        for m in ["a", "b", "c"] {
+            out.push(msg(m)).unwrap();
+        }
+        out.next_to_transmit();
+        out.on_ack(1).unwrap();
+        assert_eq!(out.reset(), vec![msg("b"), msg("c")]);
+        assert_eq!(out.next_seq(), 1);
+    }
+}

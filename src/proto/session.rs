@@ -1,0 +1,567 @@
+//! The per-peer session: a reliable, ordered, acknowledged stream of messages in each direction
+//! that outlives any one connection ("link").
+//!
+//! Driving it (what [`crate::node`] does, and what the simulated tests do):
+//! 1. A new connection completes a [`Handshake`](super::Handshake), which names the peer.
+//! 2. [`Session::begin_link`] attaches the connection; the session offers what it knows (SESSION).
+//! 3. Loop: [`Session::handle_input`] with bytes read, [`Session::poll_transmit`] for bytes to
+//!    write, [`Session::handle_timeout`] when [`Session::poll_timeout`] is reached, and
+//!    [`Session::poll_event`] for what the application should hear about.
+//! 4. When the connection fails, [`Session::detach`]; the session waits for the next link.
+//!
+//! Time is always an argument; the session never reads a clock.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::frame::{self, Frame, SessionOffer};
+use super::handshake::{PeerHello, frame_name};
+use super::inbound::{Accepted, Inbound};
+use super::outbound::{Outbound, PushError};
+use super::{CloseCode, Config, LinkError, ProtocolViolation};
+
+/// Identifies one link (connection) of a session, so a driver can tell whether it was replaced.
+pub type LinkId = u64;
+
+/// Something the application (or the driver) should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// The link completed its handshake. `resumed`: the session continued where it was;
+    /// otherwise a new session started (any earlier one was reported as [`SessionEvent::Lost`]).
+    Established {
+        /// Whether the previous session continued.
+        resumed: bool,
+    },
+    /// New messages were appended to the inbox.
+    Received,
+    /// The peer acknowledged every message up to `up_to` (this session's numbering).
+    Delivered {
+        /// Highest acknowledged sequence number.
+        up_to: u64,
+    },
+    /// The session ended without these messages being acknowledged (the peer restarted, lost the
+    /// session, shut down, or the session expired). They are handed back in order; they will not
+    /// be sent again. Numbering restarts at 1.
+    Lost {
+        /// The session generation that ended.
+        generation: u64,
+        /// Unacknowledged payloads, oldest first.
+        unacked: Vec<Bytes>,
+        /// Why.
+        reason: LostReason,
+    },
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// The peer came back as a new process (another incarnation).
+    PeerRestarted,
+    /// The peer no longer holds the session (it expired there).
+    PeerForgot,
+    /// The peer announced its shutdown.
+    PeerShutdown,
+    /// No connection for longer than the session expiry.
+    Expired,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Our SESSION offer is out; waiting for the peer's.
+    AwaitingOffer {
+        has_session: bool,
+        deadline: Instant,
+    },
+    Established,
+}
+
+#[derive(Debug)]
+struct Link {
+    id: LinkId,
+    peer_incarnation: u64,
+    phase: Phase,
+    offer_to_send: Option<SessionOffer>,
+    last_recv: Instant,
+    last_send: Instant,
+    ping_due: bool,
+    /// Send an ACK right after establishing, even if none is owed: it tells the peer that we
+    /// established the session (see `Session::confirmed`).
+    confirm_due: bool,
+    /// The inbox was full at the last input: we stopped reading, so silence proves nothing.
+    paused: bool,
+    /// Bytes left unconsumed in the input buffer by the last `handle_input`: more than that at
+    /// the next call means bytes arrived, which proves the peer alive even mid-frame.
+    leftover: usize,
+    /// How often to send something: ours, or faster if the peer's idle timeout demands it.
+    heartbeat: Duration,
+}
+
+/// Fastest heartbeat a peer's HELLO can make us send.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// One peer's session. See the module docs for how to drive it.
+#[derive(Debug)]
+pub struct Session {
+    config: Config,
+    local_incarnation: u64,
+    /// The peer incarnation this session is with; 0 while no session has been established.
+    peer_incarnation: u64,
+    /// Bumped whenever a session ends; receipts of an older generation can no longer succeed.
+    generation: u64,
+    outbound: Outbound,
+    inbound: Inbound,
+    link: Option<Link>,
+    next_link_id: LinkId,
+    /// When the last established link went away (for expiry).
+    detached_at: Instant,
+    /// Whether the peer is known to hold the current session: it sent DATA or ACK after
+    /// establishing it. Until then no DATA is transmitted in a new session, so if the peer turns
+    /// out never to have established it (the connection broke mid-handshake), the session can
+    /// start again quietly instead of being reported lost.
+    confirmed: bool,
+    /// Largest message the peer accepts (from its HELLO).
+    peer_max_message: usize,
+    events: VecDeque<SessionEvent>,
+}
+
+impl Session {
+    /// A session with no peer yet, created at `now`.
+    pub fn new(now: Instant, local_incarnation: u64, config: Config) -> Self {
+        Session {
+            config,
+            local_incarnation,
+            peer_incarnation: 0,
+            generation: 0,
+            outbound: Outbound::new(config.window),
+            inbound: Inbound::new(config.inbox),
+            link: None,
+            next_link_id: 1,
+            detached_at: now,
+            confirmed: false,
+            peer_max_message: config.window.max_message,
+            events: VecDeque::new(),
+        }
+    }
+
+    // ---- application side -------------------------------------------------------------------
+
+    /// Queues a message. Returns its sequence number in the current generation.
+    pub fn send(&mut self, payload: Bytes) -> Result<u64, PushError> {
+        if payload.len() > self.peer_max_message {
+            return Err(PushError::TooLarge {
+                len: payload.len(),
+                max: self.peer_max_message,
+            });
+        }
+        self.outbound.push(payload)
+    }
+
+    /// Whether a message of `len` bytes would be accepted by [`Session::send`] now.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.outbound.has_room(len)
+    }
+
+    /// Removes and returns up to `n` received messages, oldest first.
+    pub fn read(&mut self, n: usize) -> Vec<Bytes> {
+        self.inbound.take(n)
+    }
+
+    /// The first `n` received messages, left in place.
+    pub fn peek(&self, n: usize) -> impl Iterator<Item = &Bytes> {
+        self.inbound.peek(n)
+    }
+
+    /// Received messages waiting to be read.
+    pub fn inbox_len(&self) -> usize {
+        self.inbound.len()
+    }
+
+    /// Payload bytes waiting to be read.
+    pub fn inbox_bytes(&self) -> usize {
+        self.inbound.bytes()
+    }
+
+    /// Messages queued or in flight (not yet acknowledged).
+    pub fn unacked_len(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Payload bytes queued or in flight.
+    pub fn unacked_bytes(&self) -> usize {
+        self.outbound.bytes()
+    }
+
+    /// Highest sequence number the peer has acknowledged in the current generation.
+    pub fn acked(&self) -> u64 {
+        self.outbound.acked()
+    }
+
+    /// The current generation (see [`SessionEvent::Lost`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The peer's incarnation, or 0 if no session is established.
+    pub fn peer_incarnation(&self) -> u64 {
+        self.peer_incarnation
+    }
+
+    /// The current link, if any.
+    pub fn link_id(&self) -> Option<LinkId> {
+        self.link.as_ref().map(|l| l.id)
+    }
+
+    /// Whether the current link finished its handshake.
+    pub fn is_established(&self) -> bool {
+        matches!(
+            self.link,
+            Some(Link {
+                phase: Phase::Established,
+                ..
+            })
+        )
+    }
+
+    /// Whether the driver should read more bytes (false while the inbox is full).
+    pub fn wants_input(&self) -> bool {
+        self.inbound.has_room()
+    }
+
+    /// The next thing the application should hear about.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- driver side ------------------------------------------------------------------------
+
+    /// Attaches a new connection whose HELLO named this session's peer. Any previous link is
+    /// replaced (its driver sees [`Session::link_id`] change and closes it with
+    /// [`CloseCode::Replaced`]). `deadline` is the handshake's absolute deadline.
+    pub fn begin_link(&mut self, now: Instant, hello: &PeerHello, deadline: Instant) -> LinkId {
+        let peer_incarnation = hello.incarnation;
+        if self.peer_incarnation != 0 && self.peer_incarnation != peer_incarnation {
+            // Another incarnation: the process we had a session with is gone.
+            self.lose(LostReason::PeerRestarted);
+        }
+        let has_session = self.peer_incarnation != 0;
+        let offer = SessionOffer {
+            known_incarnation: if has_session { peer_incarnation } else { 0 },
+            next_expected: if has_session {
+                self.inbound.next_expected()
+            } else {
+                1
+            },
+        };
+        self.outbound.rewind();
+        self.peer_max_message = hello.max_message.min(self.config.window.max_message);
+        let id = self.next_link_id;
+        self.next_link_id += 1;
+        if self
+            .link
+            .as_ref()
+            .is_some_and(|l| matches!(l.phase, Phase::Established))
+        {
+            self.detached_at = now;
+        }
+        self.link = Some(Link {
+            id,
+            peer_incarnation,
+            phase: Phase::AwaitingOffer {
+                has_session,
+                deadline,
+            },
+            offer_to_send: Some(offer),
+            last_recv: now,
+            last_send: now,
+            ping_due: false,
+            confirm_due: false,
+            paused: false,
+            leftover: 0,
+            heartbeat: self
+                .config
+                .heartbeat_interval
+                .min((hello.idle_timeout / 3).max(MIN_HEARTBEAT)),
+        });
+        id
+    }
+
+    /// The connection of the current link is gone (I/O error, EOF, replaced). The session waits
+    /// for another link; nothing is lost.
+    pub fn detach(&mut self, now: Instant) {
+        // Only an established link restarts the expiry clock: a peer that keeps connecting
+        // and never finishes a handshake does not keep a session alive.
+        if let Some(Link {
+            phase: Phase::Established,
+            ..
+        }) = self.link.take()
+        {
+            self.detached_at = now;
+        }
+        self.outbound.rewind();
+    }
+
+    /// Processes whole frames from the front of `buf`, as many as the inbox takes; the rest stay
+    /// in `buf` for later. On error the link is detached and the driver should send a CLOSE with
+    /// [`LinkError::close_code`] and drop the connection.
+    pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), LinkError> {
+        let result = self.process_input(now, buf);
+        if result.is_err() {
+            self.detach(now);
+        }
+        result
+    }
+
+    fn process_input(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), LinkError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        if buf.len() > link.leftover {
+            link.last_recv = now;
+        }
+        let mut received = false;
+        let result = loop {
+            if !self.inbound.has_room() {
+                if let Some(link) = self.link.as_mut() {
+                    link.paused = true;
+                }
+                break Ok(());
+            }
+            let Some(link) = self.link.as_mut() else {
+                break Ok(());
+            };
+            if link.paused {
+                // Reading again after a pause: the silence was ours, not the peer's.
+                link.paused = false;
+                link.last_recv = now;
+            }
+            // The frame limit grows once the handshake is done.
+            let max_len = match link.phase {
+                Phase::Established => self.config.max_frame_len,
+                Phase::AwaitingOffer { .. } => self.config.handshake_frame_len,
+            };
+            let frame = match frame::decode(buf, max_len) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(ProtocolViolation::from(e).into()),
+            };
+            link.last_recv = now;
+            match self.handle_frame(now, frame) {
+                Ok(new) => received |= new,
+                Err(e) => break Err(e),
+            }
+        };
+        if let Some(link) = self.link.as_mut() {
+            link.leftover = buf.len();
+        }
+        if received {
+            // Messages accepted before an error stay delivered: the application hears of them.
+            self.events.push_back(SessionEvent::Received);
+        }
+        result
+    }
+
+    /// Handles one decoded frame on the current link. Returns whether a new message was
+    /// appended to the inbox. Public so tests can inject duplicated or reordered frames.
+    pub fn handle_frame(&mut self, now: Instant, frame: Frame) -> Result<bool, LinkError> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok(false);
+        };
+        let unexpected = |state| ProtocolViolation::UnexpectedFrame {
+            frame: frame_name(&frame),
+            state,
+        };
+        match (&link.phase, &frame) {
+            (_, Frame::Close { code, reason }) => {
+                let (code, reason) = (*code, reason.clone());
+                if code == CloseCode::Shutdown && self.peer_incarnation != 0 {
+                    // The peer process is going away: its session ends now.
+                    self.lose(LostReason::PeerShutdown);
+                }
+                Err(LinkError::ClosedByPeer { code, reason })
+            }
+            (_, Frame::Ping) => Ok(false),
+            (Phase::AwaitingOffer { has_session, .. }, Frame::Session(offer)) => {
+                let has_session = *has_session;
+                let offer = *offer;
+                self.establish(now, has_session, offer)?;
+                Ok(false)
+            }
+            (Phase::AwaitingOffer { .. }, _) => Err(unexpected("before SESSION").into()),
+            (Phase::Established, Frame::Data { seq, payload }) => {
+                // Only a peer that established the session sends DATA or ACK.
+                self.confirmed = true;
+                let accepted = self.inbound.on_data(*seq, payload.clone())?;
+                Ok(accepted == Accepted::New)
+            }
+            (Phase::Established, Frame::Ack { up_to }) => {
+                self.confirmed = true;
+                if self.outbound.on_ack(*up_to)? > 0 {
+                    self.events
+                        .push_back(SessionEvent::Delivered { up_to: *up_to });
+                }
+                Ok(false)
+            }
+            (Phase::Established, Frame::Hello(_) | Frame::Session(_)) => {
+                Err(unexpected("after the handshake").into())
+            }
+        }
+    }
+
+    fn establish(
+        &mut self,
+        _now: Instant,
+        has_session: bool,
+        offer: SessionOffer,
+    ) -> Result<(), LinkError> {
+        let resumed = has_session && offer.known_incarnation == self.local_incarnation;
+        if resumed {
+            if self.outbound.resume_from(offer.next_expected)? > 0 {
+                self.events.push_back(SessionEvent::Delivered {
+                    up_to: self.outbound.acked(),
+                });
+            }
+            self.confirmed = true;
+        } else {
+            if has_session && self.confirmed {
+                // We held the session, the peer does not: it cannot be continued.
+                self.lose(LostReason::PeerForgot);
+            }
+            // has_session but never confirmed: the peer never established it, and we sent no
+            // DATA in it, so it simply starts again (nothing to hand back, nothing to dedupe).
+            self.confirmed = false;
+            // A new session. Messages queued since the last loss (numbered from 1) go out now.
+            self.inbound.reset();
+            self.outbound.rewind();
+        }
+        self.inbound.on_new_link();
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        self.peer_incarnation = link.peer_incarnation;
+        link.phase = Phase::Established;
+        link.confirm_due = true;
+        self.events.push_back(SessionEvent::Established { resumed });
+        Ok(())
+    }
+
+    /// Ends the current session generation, handing back everything unacknowledged.
+    fn lose(&mut self, reason: LostReason) {
+        let unacked = self.outbound.reset();
+        self.inbound.reset();
+        self.peer_incarnation = 0;
+        self.confirmed = false;
+        self.events.push_back(SessionEvent::Lost {
+            generation: self.generation,
+            unacked,
+            reason,
+        });
+        self.generation += 1;
+    }
+
+    /// Appends frames to send to `out` until it holds at least `limit` bytes or nothing is left.
+    /// Returns whether anything was written.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut, limit: usize) -> bool {
+        let start = out.len();
+        let Some(link) = self.link.as_mut() else {
+            return false;
+        };
+        if let Some(offer) = link.offer_to_send.take() {
+            frame::encode(&Frame::Session(offer), out);
+        }
+        if matches!(link.phase, Phase::Established) {
+            let confirm = std::mem::take(&mut link.confirm_due);
+            if let Some(up_to) = self
+                .inbound
+                .ack_due()
+                .or(confirm.then(|| self.inbound.next_expected() - 1))
+            {
+                frame::encode(&Frame::Ack { up_to }, out);
+                self.inbound.ack_sent(up_to);
+            }
+            while self.confirmed && out.len() < limit {
+                let Some((seq, payload)) = self.outbound.next_to_transmit() else {
+                    break;
+                };
+                frame::encode_data(seq, payload, out);
+            }
+        }
+        if link.ping_due && out.len() == start {
+            frame::encode(&Frame::Ping, out);
+        }
+        let wrote = out.len() > start;
+        if wrote {
+            link.ping_due = false;
+            link.last_send = now;
+        }
+        wrote
+    }
+
+    /// Whether [`Session::poll_transmit`] has something to write.
+    pub fn wants_transmit(&self) -> bool {
+        match &self.link {
+            None => false,
+            Some(link) => {
+                link.offer_to_send.is_some()
+                    || link.ping_due
+                    || (matches!(link.phase, Phase::Established)
+                        && (link.confirm_due
+                            || self.inbound.ack_due().is_some()
+                            || (self.confirmed && self.outbound.has_untransmitted())))
+            }
+        }
+    }
+
+    /// When [`Session::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.link {
+            Some(link) => {
+                let mut at = link.last_send + link.heartbeat;
+                if !link.paused {
+                    at = at.min(link.last_recv + self.config.idle_timeout);
+                }
+                if let Phase::AwaitingOffer { deadline, .. } = link.phase {
+                    at = at.min(deadline);
+                }
+                Some(at)
+            }
+            None if self.peer_incarnation != 0 || self.outbound.len() > 0 => {
+                Some(self.detached_at + self.config.session_expiry)
+            }
+            None => None,
+        }
+    }
+
+    /// Fires the timers due at `now`. An error means the link is dead (and detached).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), LinkError> {
+        let config = self.config;
+        let Some(link) = self.link.as_mut() else {
+            if (self.peer_incarnation != 0 || self.outbound.len() > 0)
+                && now >= self.detached_at + config.session_expiry
+            {
+                self.lose(LostReason::Expired);
+            }
+            return Ok(());
+        };
+        let error = match link.phase {
+            Phase::AwaitingOffer { deadline, .. } if now >= deadline => {
+                Some(LinkError::HandshakeTimeout(config.handshake_timeout))
+            }
+            _ if !link.paused && now >= link.last_recv + config.idle_timeout => {
+                Some(LinkError::IdleTimeout(config.idle_timeout))
+            }
+            _ => None,
+        };
+        if let Some(error) = error {
+            self.detach(now);
+            return Err(error);
+        }
+        if now >= link.last_send + link.heartbeat {
+            link.ping_due = true;
+        }
+        Ok(())
+    }
+}

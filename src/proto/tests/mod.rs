@@ -1,0 +1,1 @@
+//! Simulated session pairs: two sessions, in-memory wires, a virtual clock.

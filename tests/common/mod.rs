@@ -1,0 +1,126 @@
+//! Shared test support: the one delivery checker, timeouts, node helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use networkio::{Event, Events, Node};
+use serde::{Deserialize, Serialize};
+
+/// Upper bound on any single wait in a test; generous so a loaded CI machine does not flake.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Awaits `f`, failing the test with `what` if it takes longer than [`WAIT`].
+pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(WAIT, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// A test message: who sent it and its index in that sender's stream to one receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Msg {
+    pub from: String,
+    pub to: String,
+    pub index: u64,
+    pub body: String,
+}
+
+/// The one checker for delivery tests: every (from -> to) stream must arrive complete, once,
+/// in order.
+#[derive(Debug, Default)]
+pub struct Checker {
+    sent: HashMap<(String, String), u64>,
+    next: HashMap<(String, String), u64>,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub seed: Option<u64>,
+}
+
+impl Checker {
+    pub fn with_seed(seed: u64) -> Self {
+        Checker {
+            seed: Some(seed),
+            ..Default::default()
+        }
+    }
+
+    /// The next message of the `from -> to` stream, recorded as sent.
+    pub fn next_message(&mut self, from: &str, to: &str, body_len: usize) -> Msg {
+        let counter = self.sent.entry((from.into(), to.into())).or_default();
+        let index = *counter;
+        *counter += 1;
+        Msg {
+            from: from.into(),
+            to: to.into(),
+            index,
+            body: "x".repeat(body_len),
+        }
+    }
+
+    /// Records what the application of `msg.to` read.
+    pub fn received(&mut self, msg: &Msg) {
+        self.received += 1;
+        let next = self.next.entry((msg.from.clone(), msg.to.clone())).or_default();
+        match msg.index.cmp(next) {
+            std::cmp::Ordering::Equal => *next += 1,
+            std::cmp::Ordering::Less => self.duplicated += 1,
+            std::cmp::Ordering::Greater => {
+                self.out_of_order += 1;
+                *next = msg.index + 1;
+            }
+        }
+    }
+
+    pub fn total_sent(&self) -> u64 {
+        self.sent.values().sum()
+    }
+
+    /// Whether every sent message has been received (in order, once).
+    pub fn complete(&self) -> bool {
+        self.sent
+            .iter()
+            .all(|(k, n)| self.next.get(k).copied().unwrap_or(0) == *n)
+    }
+
+    /// Asserts lost = 0, duplicated = 0, out-of-order = 0.
+    pub fn assert_exactly_once_in_order(&mut self) {
+        self.lost = self
+            .sent
+            .iter()
+            .map(|(k, n)| n.saturating_sub(self.next.get(k).copied().unwrap_or(0)))
+            .sum();
+        assert!(
+            self.lost == 0 && self.duplicated == 0 && self.out_of_order == 0,
+            "delivery check failed: sent {} received {} lost {} duplicated {} out of order {} (seed {:?})",
+            self.total_sent(),
+            self.received,
+            self.lost,
+            self.duplicated,
+            self.out_of_order,
+            self.seed
+        );
+    }
+}
+
+/// A node listening on an OS-picked loopback port.
+pub async fn listening_node(name: &str) -> Node {
+    Node::builder(name).listen("127.0.0.1:0").start().await.unwrap()
+}
+
+/// Waits for an event matching `pred`, discarding others.
+pub async fn wait_event(events: &mut Events, what: &str, mut pred: impl FnMut(&Event) -> bool) -> Event {
+    within(what, async {
+        loop {
+            let ev = events.recv().await.expect("event queue ended");
+            if pred(&ev) {
+                return ev;
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,308 @@
+//! Loopback end-to-end: two nodes, both directions at once, several peers, reads that leave the
+//! rest queued, receipts and Delivered events, decode errors, backpressure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{Checker, Msg, WAIT, listening_node, wait_event, within};
+use networkio::{ConnectionState, Error, Event, Node, Peer};
+use tokio::sync::watch;
+
+/// Drains `node`'s events, feeding every message read into the checker; publishes the number of
+/// messages received so far.
+fn spawn_reader(node: &Node, checker: Arc<Mutex<Checker>>) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0u64);
+    let mut events = node.events();
+    tokio::spawn(async move {
+        let mut count = 0;
+        while let Some(event) = events.recv().await {
+            if let Event::Message { peer } = event {
+                let msgs: Vec<Msg> = peer.read_all().unwrap();
+                let mut c = checker.lock().unwrap();
+                for m in &msgs {
+                    assert_eq!(m.from, peer.name(), "message attributed to the wrong peer");
+                    c.received(m);
+                }
+                count += msgs.len() as u64;
+                tx.send_replace(count);
+            }
+        }
+    });
+    rx
+}
+
+async fn send_stream(peer: Peer, from: String, n: u64, checker: Arc<Mutex<Checker>>) {
+    let mut last = None;
+    for _ in 0..n {
+        let msg = checker.lock().unwrap().next_message(&from, peer.name(), 16);
+        last = Some(peer.send(&msg).await.unwrap());
+    }
+    if let Some(receipt) = last {
+        receipt.delivered().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_directions_at_once_exactly_once_in_order() {
+    const N: u64 = 20_000;
+    let server = listening_node("server-001").await;
+    let client = Node::builder("client-123").start().await.unwrap();
+    let checker = Arc::new(Mutex::new(Checker::default()));
+    let mut server_got = spawn_reader(&server, checker.clone());
+    let mut client_got = spawn_reader(&client, checker.clone());
+
+    let to_server = client.connect(server.local_addrs()[0]).await.unwrap();
+    assert_eq!(to_server.name(), "server-001");
+    let to_client = within("server to know the client", async {
+        loop {
+            if let Some(p) = server.peer("client-123") {
+                return p;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let a = tokio::spawn(send_stream(to_server, "client-123".into(), N, checker.clone()));
+    let b = tokio::spawn(send_stream(to_client, "server-001".into(), N, checker.clone()));
+    within("both senders", async {
+        a.await.unwrap();
+        b.await.unwrap();
+    })
+    .await;
+    within("all received", server_got.wait_for(|n| *n == N)).await.unwrap();
+    within("all received", client_got.wait_for(|n| *n == N)).await.unwrap();
+    checker.lock().unwrap().assert_exactly_once_in_order();
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_peers_at_once() {
+    const CLIENTS: usize = 8;
+    const N: u64 = 2_000;
+    let server = listening_node("hub").await;
+    let checker = Arc::new(Mutex::new(Checker::default()));
+    let mut server_got = spawn_reader(&server, checker.clone());
+    let mut tasks = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let name = format!("client-{i}");
+        let node = Node::builder(name.clone()).start().await.unwrap();
+        let peer = node.connect(server.local_addrs()[0]).await.unwrap();
+        tasks.push(tokio::spawn(send_stream(peer, name, N, checker.clone())));
+        clients.push(node);
+    }
+    within("all senders", async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await;
+    let total = N * CLIENTS as u64;
+    within("all received", server_got.wait_for(|n| *n == total)).await.unwrap();
+    checker.lock().unwrap().assert_exactly_once_in_order();
+    assert_eq!(server.peers().len(), CLIENTS);
+    for c in clients {
+        c.shutdown().await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn read_one_two_all_leaves_the_rest_queued() {
+    let server = listening_node("server").await;
+    let client = Node::builder("client").start().await.unwrap();
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    let mut last = None;
+    for i in 0..10u32 {
+        last = Some(peer.send(&i).await.unwrap());
+    }
+    within("delivery", last.unwrap().delivered()).await.unwrap();
+    let mut events = server.events();
+    let Event::Message { peer: from } =
+        wait_event(&mut events, "message", |e| matches!(e, Event::Message { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(from.pending(), 10);
+    assert_eq!(from.read::<u32>(1).unwrap(), [0]);
+    assert_eq!(from.pending(), 9);
+    assert_eq!(from.read::<u32>(2).unwrap(), [1, 2]);
+    assert_eq!(from.pending(), 7);
+    assert_eq!(from.read_all::<u32>().unwrap(), [3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(from.pending(), 0);
+    assert!(from.read::<u32>(5).unwrap().is_empty());
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_of_the_wrong_type_is_an_error_and_stays_queued() {
+    let server = listening_node("server").await;
+    let client = Node::builder("client").start().await.unwrap();
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    peer.send(&"not a number").await.unwrap();
+    let r = peer.send(&7u64).await.unwrap();
+    within("delivery", r.delivered()).await.unwrap();
+    let from = server.peer("client").unwrap();
+    assert!(matches!(from.read::<u64>(1), Err(Error::Decode { .. })));
+    assert_eq!(from.pending(), 2, "nothing consumed by a failed read");
+    assert_eq!(from.read::<String>(1).unwrap(), ["not a number"]);
+    assert_eq!(from.read::<u64>(1).unwrap(), [7]);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn raw_bytes_and_delivered_events() {
+    let server = listening_node("server").await;
+    let client = Node::builder("client").start().await.unwrap();
+    let mut client_events = client.events();
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    let mut receipts = Vec::new();
+    for i in 0..100u8 {
+        receipts.push(peer.send_bytes(vec![i; usize::from(i)]).await.unwrap());
+    }
+    assert_eq!(receipts.iter().map(|r| r.seq()).collect::<Vec<_>>(), (1..=100).collect::<Vec<_>>());
+    // Delivered is cumulative and coalesced: wait until it covers the last message.
+    wait_event(&mut client_events, "Delivered up to 100", |e| {
+        matches!(e, Event::Delivered { up_to: 100, .. })
+    })
+    .await;
+    assert!(receipts.iter().all(|r| r.is_delivered()));
+    let from = server.peer("client").unwrap();
+    let got = from.read_all_bytes();
+    assert_eq!(got.len(), 100);
+    for (i, b) in got.iter().enumerate() {
+        assert_eq!(&b[..], &vec![i as u8; i][..]);
+    }
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reader_that_never_reads_blocks_the_sender_with_bounded_memory() {
+    const INBOX: usize = 64;
+    const WINDOW: usize = 32;
+    let server = Node::builder("slow-reader")
+        .listen("127.0.0.1:0")
+        .inbox(INBOX, 1 << 20)
+        .start()
+        .await
+        .unwrap();
+    let client = Node::builder("fast-sender")
+        .window(WINDOW, 1 << 20)
+        .start()
+        .await
+        .unwrap();
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    let body = "y".repeat(100);
+    // Fill the receiver's inbox and the sender's window: what TCP buffers in between is
+    // bounded by the window too, since unacknowledged messages count against it.
+    let mut sent = 0u64;
+    let full = within("the window to fill", async {
+        loop {
+            match peer.try_send(&body) {
+                Ok(_) => sent += 1,
+                Err(Error::Full) => {
+                    // Full now; wait until the inbox is full and acknowledged: then nothing moves.
+                    let stats = peer.stats();
+                    if stats.unacked_len == WINDOW && stats.acked == INBOX as u64 {
+                        return stats;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(sent as usize, INBOX + WINDOW, "inbox + window, no more");
+    assert_eq!(full.unacked_len, WINDOW);
+    let receiver = server.peer("fast-sender").unwrap();
+    assert!(receiver.stats().inbox_len <= INBOX);
+    // A blocking send waits...
+    let blocked = tokio::spawn({
+        let peer = peer.clone();
+        let body = body.clone();
+        async move { peer.send(&body).await.unwrap() }
+    });
+    // ...and nothing the sender does changes the bounds.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+        assert_eq!(peer.stats().unacked_len, WINDOW);
+        assert!(matches!(peer.try_send(&body), Err(Error::Full)));
+    }
+    assert!(!blocked.is_finished());
+    // Reading frees the inbox, the receiver resumes, acknowledgements open the window.
+    let mut read = 0;
+    let receipt = within("the blocked send to complete", async {
+        loop {
+            read += receiver.read_all::<String>().unwrap().len();
+            if blocked.is_finished() {
+                return blocked.await.unwrap();
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    within("delivery", async {
+        loop {
+            read += receiver.read_all::<String>().unwrap().len();
+            if receipt.is_delivered() && read as u64 == sent + 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_messages_and_bad_names_are_caller_errors() {
+    assert!(matches!(
+        Node::builder("bad name").start().await,
+        Err(Error::InvalidName(_))
+    ));
+    let server = Node::builder("server")
+        .listen("127.0.0.1:0")
+        .max_message_size(1000)
+        .start()
+        .await
+        .unwrap();
+    let client = Node::builder("client").start().await.unwrap();
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    // The server's limit (from its HELLO) applies to what the client may send it.
+    let err = peer.send_bytes(vec![0u8; 1001]).await.unwrap_err();
+    assert!(matches!(err, Error::MessageTooLarge { len: 1001, max: 1000 }), "{err}");
+    assert_eq!(err.fault(), networkio::Fault::Caller);
+    peer.send_bytes(vec![0u8; 1000]).await.unwrap();
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_the_peer_session_and_fails_pending_receipts() {
+    let server = listening_node("server").await;
+    let client = Node::builder("client").start().await.unwrap();
+    let mut client_events = client.events();
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    let r = peer.send(&"before").await.unwrap();
+    within("delivery", r.delivered()).await.unwrap();
+    server.shutdown().await;
+    assert!(matches!(
+        server.peer("client").unwrap().send(&"after").await,
+        Err(Error::NodeClosed)
+    ));
+    let ev = wait_event(&mut client_events, "disconnect", |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected { reason, .. } = ev else { unreachable!() };
+    assert!(reason.contains("shutdown"), "{reason}");
+    assert_ne!(peer.state(), ConnectionState::Connected);
+    client.shutdown().await;
+    let _ = WAIT;
+}

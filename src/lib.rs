@@ -1,4 +1,109 @@
-#![doc = include_str!("../README.md")]
+//! Reliable, exactly-once, per-peer FIFO messaging between named peers over TCP.
+//!
+//! An application hands networkio a message for a peer, by name, and forgets about the network.
+//! It does two things: **send** (and optionally learn when the message arrived) and **react to
+//! notifications** that a peer has data, reading 1, 2 or all of its messages when it likes.
+//!
+//! # Example
+//!
+//! ```
+//! use networkio::{Event, Node};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), networkio::Error> {
+//! // A server: listens, reacts to notifications.
+//! let server = Node::builder("server-001").listen("127.0.0.1:0").start().await?;
+//! let addr = server.local_addrs()[0];
+//!
+//! // A client: dials the server and learns its name from the handshake.
+//! let client = Node::builder("client-123").start().await?;
+//! let peer = client.connect(addr).await?;
+//! assert_eq!(peer.name(), "server-001");
+//!
+//! for text in ["one", "two", "three"] {
+//!     peer.send(&text).await?; // queued; waits only while the window is full
+//! }
+//! let receipt = peer.send(&"four").await?;
+//! receipt.delivered().await?; // acknowledged: it (and everything before it) is in the server's inbox
+//!
+//! let mut events = server.events();
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Message { peer } = event {
+//!         let first_two: Vec<String> = peer.read(2)?; // the rest stay queued
+//!         assert_eq!(first_two, ["one", "two"]);
+//!         let rest: Vec<String> = peer.read_all()?;
+//!         assert_eq!(rest, ["three", "four"]);
+//!         break;
+//!     }
+//! }
+//! client.shutdown().await;
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Exactly once, in order.** While both processes live, every message sent to a peer reaches
+//!   that peer's application exactly once, in the order sent (per peer and direction), however
+//!   often the connection breaks, until the session expires ([`NodeBuilder::session_expiry`],
+//!   default 1 hour without a connection).
+//! - **Acknowledged.** A message is *delivered* once it is in the receiving node's inbox, whether or
+//!   not that application has read it yet. Acknowledgements are cumulative: [`Receipt::delivered`]
+//!   resolves, and [`Event::Delivered`] reports the highest delivered sequence number.
+//! - **Nothing silent.** If the other side lost the session (it restarted, shut down, or the
+//!   session expired) the application gets [`Event::SessionLost`] with every unacknowledged
+//!   message handed back; their receipts fail with [`Error::SessionLost`]. Such messages are never
+//!   delivered to a different process, and never dropped without telling.
+//! - **Bounded memory.** Each peer has an outbound window ([`NodeBuilder::window`]): [`Peer::send`]
+//!   waits while it is full, [`Peer::try_send`] returns [`Error::Full`]. Each peer has an inbox
+//!   ([`NodeBuilder::inbox`]): while it is full the node stops reading that peer's connection, so
+//!   TCP pushes back on the sender. The notification queue holds at most one pending event of each
+//!   kind per peer.
+//!
+//! An application must keep reading its inboxes: a peer whose inbox is full stops acknowledging,
+//! so two applications that only send to each other and never read stall once both inboxes fill.
+//!
+//! # Notifications
+//!
+//! [`Node::events`] is the node's queue. [`Event::Message`] fires when new messages arrive for a
+//! peer and no `Message` notification for it is already waiting; it does not fire again for
+//! messages left unread, only when more arrive after the application received the previous one.
+//! Read what you want with [`Peer::read`], [`Peer::read_all`] or [`Peer::read_bytes`]; the rest
+//! stay queued, and [`Peer::pending`] says how many. The other events ([`Event::Delivered`],
+//! [`Event::Connected`], [`Event::Disconnected`], [`Event::SessionLost`]) are coalesced the same
+//! way, and built from the peer's state when received: check [`Peer::state`] for the current one.
+//!
+//! # Messages
+//!
+//! Any `serde` type, encoded as MessagePack with field names ([`codec`]): self-describing and
+//! tolerant of fields added by newer senders. [`Peer::send_bytes`] / [`Peer::read_bytes`] carry raw
+//! [`bytes::Bytes`]. A message that does not decode as the requested type is an
+//! [`Error::Decode`] and stays queued.
+//!
+//! # Connections
+//!
+//! Any node can listen ([`NodeBuilder::listen`]), dial ([`Node::connect`]) or both; either side
+//! of a session can send. Peers are found by name ([`Node::peer`]). The dialing side reconnects
+//! with capped exponential backoff and jitter; the accepting side keeps the session until it
+//! expires. Heartbeats detect dead connections, half-open ones included. When two nodes dial each
+//! other at once, both keep the connection dialed by the node with the smaller name.
+//!
+//! # Errors
+//!
+//! [`Error::fault`] says whose fault an error is: the caller's, the peer's, the network's, or
+//! nobody's (the node or session ended). Bad input from a peer never panics: the connection is
+//! closed with a reason code and every other session carries on.
+//!
+//! # Security
+//!
+//! Protocol version 1 is plaintext and unauthenticated: for trusted networks only.
+//!
+//! # Layout
+//!
+//! [`proto`] is the sans-IO protocol core (no tokio, no sockets, no clock): frames, handshake and
+//! the session state machine, specified in `docs/PROTOCOL.md`. The tokio driver around it
+//! provides [`Node`] and [`Peer`].
 #![warn(missing_docs)]
 
 pub mod codec;

@@ -90,7 +90,7 @@ async fn redial_loop(
             if outcome.established {
                 backoff.reset();
             }
-            if outcome.end.superseded() || matches!(outcome.end, End::Shutdown) {
+            if outcome.end.superseded() || matches!(outcome.end, End::Shutdown | End::Aborted) {
                 return; // another connection (and its dialer) serves the session now
             }
         }

@@ -49,12 +49,14 @@ pub(crate) enum End {
     /// Crossed connections: the peer's other connection is kept, this one refused.
     Crossed,
     Shutdown,
+    /// [`Node::abort`](crate::Node::abort): no goodbye.
+    Aborted,
 }
 
 impl End {
     fn close_code(&self) -> Option<CloseCode> {
         match self {
-            End::Io(_) | End::Eof => None,
+            End::Io(_) | End::Eof | End::Aborted => None,
             End::Link(e) => e.close_code(),
             End::Replaced | End::Crossed => Some(CloseCode::Replaced),
             End::Shutdown => Some(CloseCode::Shutdown),
@@ -83,7 +85,7 @@ impl End {
                 code: CloseCode::Replaced,
                 reason: String::new(),
             }),
-            End::Shutdown => Error::NodeClosed,
+            End::Shutdown | End::Aborted => Error::NodeClosed,
         }
     }
 }
@@ -97,6 +99,7 @@ impl std::fmt::Display for End {
             End::Replaced => f.write_str("replaced by a newer connection"),
             End::Crossed => f.write_str("crossed connection refused"),
             End::Shutdown => f.write_str("node shut down"),
+            End::Aborted => f.write_str("node aborted"),
         }
     }
 }
@@ -144,7 +147,7 @@ pub(crate) async fn run(
             }
         };
     if shared.closing.is_cancelled() {
-        return conn.finish(stream, None, false, End::Shutdown).await;
+        return conn.finish(stream, None, false, shared.closing_end()).await;
     }
     let peer = shared.peer_entry(&hello.name);
     let attached = {
@@ -341,7 +344,9 @@ impl Conn {
             let sleep = timeout.map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
-                _ = shared.closed.cancelled() => return (established, End::Shutdown),
+                _ = shared.closed.cancelled() => {
+                    return (established, shared.closing_end());
+                }
                 r = stream.readable(), if want_read => {
                     if let Err(e) = r {
                         return (established, End::Io(e));
@@ -431,10 +436,24 @@ impl Conn {
             };
             let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
         }
+        if matches!(end, End::Aborted) {
+            // As a crash would: reset, not a graceful FIN. (A zero linger never blocks on close.)
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        }
         Outcome {
             peer,
             established,
             end,
+        }
+    }
+}
+
+impl NodeShared {
+    fn closing_end(&self) -> End {
+        if self.aborted.load(std::sync::atomic::Ordering::SeqCst) {
+            End::Aborted
+        } else {
+            End::Shutdown
         }
     }
 }

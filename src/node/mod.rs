@@ -206,6 +206,7 @@ impl NodeBuilder {
             events: Arc::new(EventQueue::default()),
             closing: CancellationToken::new(),
             closed: CancellationToken::new(),
+            aborted: std::sync::atomic::AtomicBool::new(false),
             tasks: TaskTracker::new(),
             local_addrs,
         });
@@ -246,6 +247,8 @@ pub(crate) struct NodeShared {
     pub(crate) closing: CancellationToken,
     /// Connections must close now.
     pub(crate) closed: CancellationToken,
+    /// Set before `closed` by [`Node::abort`]: close without goodbyes, as a crash would.
+    pub(crate) aborted: std::sync::atomic::AtomicBool,
     pub(crate) tasks: TaskTracker,
     pub(crate) local_addrs: Vec<SocketAddr>,
 }
@@ -257,10 +260,12 @@ impl NodeShared {
         peers
             .entry(name.to_owned())
             .or_insert_with(|| {
-                PeerInner::new(
+                let peer = PeerInner::new(
                     name.to_owned(),
                     Session::new(Instant::now(), self.incarnation, self.config.protocol),
-                )
+                );
+                peer.lock().closed = self.closing.is_cancelled();
+                peer
             })
             .clone()
     }
@@ -324,6 +329,11 @@ impl Node {
         dial::connect(self.shared.clone(), addr).await
     }
 
+    /// Live TCP connections (handshaking or established), accepted and dialed.
+    pub fn connection_count(&self) -> usize {
+        self.shared.config.max_connections - self.shared.connections.available_permits()
+    }
+
     /// The known peer called `name`.
     pub fn peer(&self, name: &str) -> Option<Peer> {
         let peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
@@ -349,19 +359,53 @@ impl Node {
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         shared.closing.cancel();
+        for peer in self.peers() {
+            peer.inner.lock().closed = true;
+        }
         let linger = tokio::time::Instant::now() + shared.config.shutdown_linger;
         for peer in self.peers() {
             let mut delivery = peer.inner.delivery.subscribe();
-            let connected = || peer.state() == ConnectionState::Connected;
-            if !connected() {
-                continue;
-            }
-            let drained = delivery.wait_for(|s| s.unacked == 0 || s.closed);
+            let drained = async {
+                loop {
+                    {
+                        let core = peer.inner.lock();
+                        if core.state != ConnectionState::Connected
+                            || core.session.unacked_len() == 0
+                        {
+                            return;
+                        }
+                    }
+                    if delivery.changed().await.is_err() {
+                        return;
+                    }
+                }
+            };
             let _ = tokio::time::timeout_at(linger, drained).await;
         }
         shared.closed.cancel();
         shared.tasks.close();
         shared.tasks.wait().await;
+        self.finish_close();
+        tracing::debug!(name = %shared.name, "node shut down");
+    }
+
+    /// Stops the node at once, as if its process had died: connections are reset without a
+    /// CLOSE frame, nothing is flushed, sessions on the peers stay open (they will see a new
+    /// incarnation if a node of the same name comes back). For tests of failure handling, and
+    /// for a fast exit when the peers' view does not matter.
+    pub async fn abort(&self) {
+        let shared = &self.shared;
+        shared
+            .aborted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        shared.closing.cancel();
+        shared.closed.cancel();
+        shared.tasks.close();
+        shared.tasks.wait().await;
+        self.finish_close();
+    }
+
+    fn finish_close(&self) {
         for peer in self.peers() {
             let mut core = peer.inner.lock();
             core.closed = true;
@@ -370,7 +414,6 @@ impl Node {
             peer.inner.delivery.send_modify(|s| s.closed = true);
             peer.inner.space.notify_waiters();
         }
-        shared.events.close();
-        tracing::debug!(name = %shared.name, "node shut down");
+        self.shared.events.close();
     }
 }

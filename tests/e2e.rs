@@ -65,15 +65,29 @@ async fn both_directions_at_once_exactly_once_in_order() {
     })
     .await;
 
-    let a = tokio::spawn(send_stream(to_server, "client-123".into(), N, checker.clone()));
-    let b = tokio::spawn(send_stream(to_client, "server-001".into(), N, checker.clone()));
+    let a = tokio::spawn(send_stream(
+        to_server,
+        "client-123".into(),
+        N,
+        checker.clone(),
+    ));
+    let b = tokio::spawn(send_stream(
+        to_client,
+        "server-001".into(),
+        N,
+        checker.clone(),
+    ));
     within("both senders", async {
         a.await.unwrap();
         b.await.unwrap();
     })
     .await;
-    within("all received", server_got.wait_for(|n| *n == N)).await.unwrap();
-    within("all received", client_got.wait_for(|n| *n == N)).await.unwrap();
+    within("all received", server_got.wait_for(|n| *n == N))
+        .await
+        .unwrap();
+    within("all received", client_got.wait_for(|n| *n == N))
+        .await
+        .unwrap();
     checker.lock().unwrap().assert_exactly_once_in_order();
     client.shutdown().await;
     server.shutdown().await;
@@ -102,7 +116,9 @@ async fn several_peers_at_once() {
     })
     .await;
     let total = N * CLIENTS as u64;
-    within("all received", server_got.wait_for(|n| *n == total)).await.unwrap();
+    within("all received", server_got.wait_for(|n| *n == total))
+        .await
+        .unwrap();
     checker.lock().unwrap().assert_exactly_once_in_order();
     assert_eq!(server.peers().len(), CLIENTS);
     for c in clients {
@@ -122,8 +138,10 @@ async fn read_one_two_all_leaves_the_rest_queued() {
     }
     within("delivery", last.unwrap().delivered()).await.unwrap();
     let mut events = server.events();
-    let Event::Message { peer: from } =
-        wait_event(&mut events, "message", |e| matches!(e, Event::Message { .. })).await
+    let Event::Message { peer: from } = wait_event(&mut events, "message", |e| {
+        matches!(e, Event::Message { .. })
+    })
+    .await
     else {
         unreachable!()
     };
@@ -166,7 +184,10 @@ async fn raw_bytes_and_delivered_events() {
     for i in 0..100u8 {
         receipts.push(peer.send_bytes(vec![i; usize::from(i)]).await.unwrap());
     }
-    assert_eq!(receipts.iter().map(|r| r.seq()).collect::<Vec<_>>(), (1..=100).collect::<Vec<_>>());
+    assert_eq!(
+        receipts.iter().map(|r| r.seq()).collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<_>>()
+    );
     // Delivered is cumulative and coalesced: wait until it covers the last message.
     wait_event(&mut client_events, "Delivered up to 100", |e| {
         matches!(e, Event::Delivered { up_to: 100, .. })
@@ -279,7 +300,16 @@ async fn oversized_messages_and_bad_names_are_caller_errors() {
     let peer = client.connect(server.local_addrs()[0]).await.unwrap();
     // The server's limit (from its HELLO) applies to what the client may send it.
     let err = peer.send_bytes(vec![0u8; 1001]).await.unwrap_err();
-    assert!(matches!(err, Error::MessageTooLarge { len: 1001, max: 1000 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::MessageTooLarge {
+                len: 1001,
+                max: 1000
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.fault(), networkio::Fault::Caller);
     peer.send_bytes(vec![0u8; 1000]).await.unwrap();
     client.shutdown().await;
@@ -299,8 +329,13 @@ async fn shutdown_ends_the_peer_session_and_fails_pending_receipts() {
         server.peer("client").unwrap().send(&"after").await,
         Err(Error::NodeClosed)
     ));
-    let ev = wait_event(&mut client_events, "disconnect", |e| matches!(e, Event::Disconnected { .. })).await;
-    let Event::Disconnected { reason, .. } = ev else { unreachable!() };
+    let ev = wait_event(&mut client_events, "disconnect", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    let Event::Disconnected { reason, .. } = ev else {
+        unreachable!()
+    };
     assert!(reason.contains("shutdown"), "{reason}");
     assert_ne!(peer.state(), ConnectionState::Connected);
     client.shutdown().await;

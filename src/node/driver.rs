@@ -239,8 +239,15 @@ pub(crate) fn apply_events(
                 peer.space.notify_waiters();
             }
             SessionEvent::Lost {
-                unacked, reason, ..
+                generation,
+                unacked,
+                reason,
+                acked,
             } => {
+                if let Ok(g) = usize::try_from(generation) {
+                    core.ended_acked.resize(g + 1, 0);
+                    core.ended_acked[g] = acked;
+                }
                 core.handed_back.extend(unacked);
                 core.lost_reason = Some(reason);
                 publish_delivery(peer, core);

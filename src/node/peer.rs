@@ -113,6 +113,10 @@ pub(crate) struct PeerCore {
     pub(crate) lost_reason: Option<LostReason>,
     pub(crate) established_count: u64,
     pub(crate) closed: bool,
+    /// For each ended generation, the last sequence number the peer acknowledged in it: a
+    /// receipt of an ended generation succeeded if its message was acknowledged before the end.
+    /// One number per session loss (peer restart or expiry), so it stays tiny.
+    pub(crate) ended_acked: Vec<u64>,
 }
 
 impl PeerInner {
@@ -131,6 +135,7 @@ impl PeerInner {
                 lost_reason: None,
                 established_count: 0,
                 closed: false,
+                ended_acked: Vec::new(),
             }),
             space: Notify::new(),
             delivery: watch::Sender::new(DeliveryState::default()),
@@ -327,7 +332,20 @@ impl Receipt {
     /// Whether the peer has acknowledged the message.
     pub fn is_delivered(&self) -> bool {
         let state = *self.peer.inner.delivery.borrow();
-        state.generation == self.generation && state.acked >= self.seq
+        match state.generation.cmp(&self.generation) {
+            std::cmp::Ordering::Equal => state.acked >= self.seq,
+            std::cmp::Ordering::Greater => self.acked_before_end(),
+            std::cmp::Ordering::Less => false,
+        }
+    }
+
+    /// For a receipt of an ended generation: whether its message was acknowledged before.
+    fn acked_before_end(&self) -> bool {
+        let core = self.peer.inner.lock();
+        usize::try_from(self.generation)
+            .ok()
+            .and_then(|g| core.ended_acked.get(g))
+            .is_some_and(|&acked| acked >= self.seq)
     }
 
     /// Waits until the peer acknowledges the message (it is in the peer node's inbox).
@@ -345,7 +363,9 @@ impl Receipt {
             })
             .await
             .map_err(|_| Error::NodeClosed)?;
-        if state.generation == self.generation && state.acked >= self.seq {
+        if (state.generation == self.generation && state.acked >= self.seq)
+            || (state.generation > self.generation && self.acked_before_end())
+        {
             Ok(())
         } else if state.generation > self.generation {
             Err(Error::SessionLost {

@@ -52,6 +52,9 @@ pub enum SessionEvent {
         unacked: Vec<Bytes>,
         /// Why.
         reason: LostReason,
+        /// The last sequence number the peer acknowledged in that generation: messages up to
+        /// it were delivered.
+        acked: u64,
     },
 }
 
@@ -450,6 +453,7 @@ impl Session {
 
     /// Ends the current session generation, handing back everything unacknowledged.
     fn lose(&mut self, reason: LostReason) {
+        let acked = self.outbound.acked();
         let unacked = self.outbound.reset();
         self.inbound.reset();
         self.peer_incarnation = 0;
@@ -458,6 +462,7 @@ impl Session {
             generation: self.generation,
             unacked,
             reason,
+            acked,
         });
         self.generation += 1;
     }

@@ -1,6 +1,8 @@
 //! Shared test support: the one delivery checker, timeouts, node helpers.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod raw;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -65,7 +67,10 @@ impl Checker {
     /// Records what the application of `msg.to` read.
     pub fn received(&mut self, msg: &Msg) {
         self.received += 1;
-        let next = self.next.entry((msg.from.clone(), msg.to.clone())).or_default();
+        let next = self
+            .next
+            .entry((msg.from.clone(), msg.to.clone()))
+            .or_default();
         match msg.index.cmp(next) {
             std::cmp::Ordering::Equal => *next += 1,
             std::cmp::Ordering::Less => self.duplicated += 1,
@@ -109,11 +114,19 @@ impl Checker {
 
 /// A node listening on an OS-picked loopback port.
 pub async fn listening_node(name: &str) -> Node {
-    Node::builder(name).listen("127.0.0.1:0").start().await.unwrap()
+    Node::builder(name)
+        .listen("127.0.0.1:0")
+        .start()
+        .await
+        .unwrap()
 }
 
 /// Waits for an event matching `pred`, discarding others.
-pub async fn wait_event(events: &mut Events, what: &str, mut pred: impl FnMut(&Event) -> bool) -> Event {
+pub async fn wait_event(
+    events: &mut Events,
+    what: &str,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Event {
     within(what, async {
         loop {
             let ev = events.recv().await.expect("event queue ended");

@@ -155,6 +155,7 @@ pub(crate) async fn run(
         attach(shared, &peer, &mut core, &hello, origin, hs.deadline())
     };
     let Some((link, wake)) = attached else {
+        shared.forget_if_unused(&peer);
         return conn.finish(stream, Some(peer), false, End::Crossed).await;
     };
     tracing::debug!(node = %shared.name, peer = %hello.name, ?origin, "handshake: HELLO exchanged");
@@ -182,6 +183,7 @@ pub(crate) async fn run(
         apply_events(shared, &peer, &mut core);
     }
     tracing::debug!(node = %shared.name, peer = %hello.name, %end, "connection ended");
+    shared.forget_if_unused(&peer);
     conn.finish(stream, Some(peer), established, end).await
 }
 
@@ -352,7 +354,13 @@ impl Conn {
             tokio::select! {
                 biased;
                 _ = shared.closed.cancelled() => {
-                    return (established, shared.closing_end());
+                    let end = shared.closing_end();
+                    if matches!(end, End::Shutdown) {
+                        // The peer must learn what we received before our session ends, or it
+                        // would hand back messages we hold. Nothing else is sent.
+                        peer.lock().session.flush_ack(&mut self.wbuf);
+                    }
+                    return (established, end);
                 }
                 r = stream.readable(), if want_read => {
                     if let Err(e) = r {
@@ -415,14 +423,6 @@ impl Conn {
         end: End,
     ) -> Outcome {
         if let Some(code) = end.close_code() {
-            if let (End::Shutdown, Some(peer)) = (&end, &peer) {
-                // Flush acknowledgements owed, so the peer does not hand back what we hold.
-                let mut core = peer.lock();
-                if core.session.is_established() {
-                    core.session
-                        .poll_transmit(Instant::now(), &mut self.wbuf, usize::MAX);
-                }
-            }
             frame::encode(
                 &Frame::Close {
                     code,
@@ -490,6 +490,7 @@ pub(crate) async fn idle(shared: &NodeShared, peer: &Arc<PeerInner>, until: Opti
         };
         let next = match (timeout, until) {
             (Some(t), Some(u)) => Some(t.min(u)),
+            (None, None) => return, // nothing to expire, nothing to wait for
             (t, u) => t.or(u),
         };
         if until.is_some_and(|u| u <= Instant::now()) {

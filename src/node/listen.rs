@@ -39,7 +39,16 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
         };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             tracing::debug!(%addr, "connection limit reached; refusing");
-            drop(stream);
+            // Say why, without waiting: a fresh socket takes a few bytes at once.
+            let mut busy = bytes::BytesMut::new();
+            crate::proto::frame::encode(
+                &crate::proto::Frame::Close {
+                    code: crate::proto::CloseCode::Busy,
+                    reason: "connection limit reached".into(),
+                },
+                &mut busy,
+            );
+            let _ = stream.try_write(&busy);
             continue;
         };
         let shared2 = shared.clone();
@@ -48,7 +57,6 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
             drop(permit);
             // The accepting side keeps the session until it expires; something must fire that.
             if let Some(peer) = outcome.peer
-                && outcome.established
                 && !outcome.end.superseded()
             {
                 driver::idle(&shared2, &peer, None).await;

@@ -254,6 +254,25 @@ pub(crate) struct NodeShared {
 }
 
 impl NodeShared {
+    /// Drops a peer entry that a connection created but never used: no session, nothing queued,
+    /// no connection, and no handle held outside the node. Failed handshakes leave nothing behind.
+    pub(crate) fn forget_if_unused(&self, peer: &Arc<PeerInner>) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        // Two references: the map's and the caller's.
+        if Arc::strong_count(peer) > 2 {
+            return;
+        }
+        let core = peer.lock();
+        let unused = core.established_count == 0
+            && core.session.link_id().is_none()
+            && core.session.unacked_len() == 0
+            && core.session.inbox_len() == 0;
+        drop(core);
+        if unused {
+            peers.remove(&peer.name);
+        }
+    }
+
     /// The peer named `name`, created (with an empty session) if unknown.
     pub(crate) fn peer_entry(&self, name: &str) -> Arc<PeerInner> {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());

@@ -104,6 +104,13 @@ impl Handshake {
         if hello.incarnation == 0 {
             return Err(ProtocolViolation::ZeroIncarnation.into());
         }
+        if hello.max_message == 0 || hello.idle_timeout_ms < 100 {
+            return Err(ProtocolViolation::BadLimits {
+                max_message: hello.max_message,
+                idle_timeout_ms: hello.idle_timeout_ms,
+            }
+            .into());
+        }
         Ok(Some(PeerHello {
             name: hello.name,
             incarnation: hello.incarnation,

@@ -119,6 +119,16 @@ pub enum ProtocolViolation {
     /// An incarnation of zero (reserved for "none").
     #[error("zero incarnation")]
     ZeroIncarnation,
+    /// Limits in the HELLO that cannot work (a zero message size, an idle timeout under 100 ms).
+    #[error(
+        "unworkable limits in HELLO: max message {max_message}, idle timeout {idle_timeout_ms} ms"
+    )]
+    BadLimits {
+        /// The peer's advertised maximum message size.
+        max_message: u32,
+        /// The peer's advertised idle timeout.
+        idle_timeout_ms: u32,
+    },
     /// A DATA frame skipped ahead of the next expected sequence number.
     #[error("sequence gap: expected {expected}, got {got}")]
     SequenceGap {
@@ -155,7 +165,8 @@ impl ProtocolViolation {
             ProtocolViolation::UnsupportedVersion { .. } => CloseCode::UnsupportedVersion,
             ProtocolViolation::BadName(_)
             | ProtocolViolation::OwnName
-            | ProtocolViolation::ZeroIncarnation => CloseCode::BadHello,
+            | ProtocolViolation::ZeroIncarnation
+            | ProtocolViolation::BadLimits { .. } => CloseCode::BadHello,
             _ => CloseCode::ProtocolError,
         }
     }

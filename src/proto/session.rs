@@ -467,6 +467,22 @@ impl Session {
         self.generation += 1;
     }
 
+    /// Appends the acknowledgement owed to the peer, if any, and nothing else. For a node shutting
+    /// down: the peer must learn what we received, but must not be sent more.
+    pub fn flush_ack(&mut self, out: &mut BytesMut) -> bool {
+        if !self.is_established() {
+            return false;
+        }
+        match self.inbound.ack_due() {
+            Some(up_to) => {
+                frame::encode(&Frame::Ack { up_to }, out);
+                self.inbound.ack_sent(up_to);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Appends frames to send to `out` until it holds at least `limit` bytes or nothing is left.
     /// Returns whether anything was written.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut, limit: usize) -> bool {

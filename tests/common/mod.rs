@@ -40,6 +40,8 @@ pub struct Checker {
     pub lost: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
+    /// Sessions that ended while they should not have (G1 tests).
+    pub sessions_lost: u64,
     pub seed: Option<u64>,
 }
 
@@ -100,13 +102,18 @@ impl Checker {
             .map(|(k, n)| n.saturating_sub(self.next.get(k).copied().unwrap_or(0)))
             .sum();
         assert!(
-            self.lost == 0 && self.duplicated == 0 && self.out_of_order == 0,
-            "delivery check failed: sent {} received {} lost {} duplicated {} out of order {} (seed {:?})",
+            self.lost == 0
+                && self.duplicated == 0
+                && self.out_of_order == 0
+                && self.sessions_lost == 0,
+            "delivery check failed: sent {} received {} lost {} duplicated {} out of order {} \
+             sessions lost {} (seed {:?})",
             self.total_sent(),
             self.received,
             self.lost,
             self.duplicated,
             self.out_of_order,
+            self.sessions_lost,
             self.seed
         );
     }

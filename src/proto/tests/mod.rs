@@ -126,11 +126,12 @@ impl Pair {
         }
     }
 
-    /// A pair with [`test_config`], connected, both sessions established.
+    /// A pair with [`test_config`], connected, both sessions established and confirmed (each
+    /// side has heard from the other since, so DATA flows).
     pub(crate) fn established() -> Pair {
         let mut pair = Pair::new(test_config());
         pair.connect();
-        pair.step();
+        pair.steps(2);
         assert!(pair.both_established(), "handshake did not complete");
         pair
     }
@@ -158,12 +159,27 @@ impl Pair {
         result
     }
 
-    /// Moves the clock and fires both sides' timers.
+    /// Fires every timer that is due, as both drivers do: a link that dies of a timeout detaches
+    /// its session, whose expiry may then be due at once, so this repeats.
+    pub(crate) fn settle_timers(&mut self) {
+        for _ in 0..3 {
+            for side in BOTH {
+                let now = self.now();
+                if self
+                    .session(side)
+                    .poll_timeout()
+                    .is_some_and(|at| at <= now)
+                {
+                    let _ = self.fire_timers(side);
+                }
+            }
+        }
+    }
+
+    /// Moves the clock and fires the timers that are due.
     pub(crate) fn tick(&mut self, by: Duration) {
         self.advance(by);
-        for side in BOTH {
-            let _ = self.fire_timers(side);
-        }
+        self.settle_timers();
     }
 
     // ---- accessors --------------------------------------------------------------------------
@@ -215,9 +231,8 @@ impl Pair {
     pub(crate) fn connect(&mut self) {
         self.cut();
         let now = self.now();
-        let mut handshakes = BOTH.map(|side| {
-            Handshake::new(now, side.name(), self.incarnation(side), &self.config)
-        });
+        let mut handshakes =
+            BOTH.map(|side| Handshake::new(now, side.name(), self.incarnation(side), &self.config));
         for side in BOTH {
             handshakes[side.idx()].write_hello(&mut self.wires[side.idx()]);
         }
@@ -229,7 +244,7 @@ impl Pair {
             assert_eq!(peer.name, side.other().name());
             assert_eq!(peer.incarnation, self.incarnation(side.other()));
             let deadline = handshakes[side.idx()].deadline();
-            self.sessions[side.idx()].begin_link(now, peer.incarnation, deadline);
+            self.sessions[side.idx()].begin_link(now, &peer, deadline);
         }
         self.drain_events();
     }
@@ -260,8 +275,10 @@ impl Pair {
 
     fn link_failed(&mut self, side: Side, error: LinkError) {
         if self.violations_are_bugs && matches!(error, LinkError::Violation(_)) {
-            self.checker
-                .fail(format!("{} hit a protocol violation between correct peers: {error}", side.name()));
+            self.checker.fail(format!(
+                "{} hit a protocol violation between correct peers: {error}",
+                side.name()
+            ));
         }
         self.errors[side.idx()].push(error);
         // The driver closes the socket; the peer sees the connection end.
@@ -278,12 +295,14 @@ impl Pair {
         self.sessions[i].poll_transmit(now, &mut self.wires[i], self.wire_limit);
         let mut written = BytesMut::from(&self.wires[i][before..]);
         let mut frames = Vec::new();
-        while let Some(frame) = frame::decode(&mut written, usize::MAX).expect("we encode valid frames")
+        while let Some(frame) =
+            frame::decode(&mut written, usize::MAX).expect("we encode valid frames")
         {
             if let Frame::Data { seq, payload } = &frame {
                 let generation = self.sessions[i].generation();
                 let incarnation = self.incarnations[i];
-                self.checker.on_wire(side, incarnation, generation, *seq, payload);
+                self.checker
+                    .on_wire(side, incarnation, generation, *seq, payload);
             }
             frames.push(frame);
         }
@@ -337,8 +356,10 @@ impl Pair {
         let now = self.now();
         let result = self.sessions[side.idx()].handle_frame(now, Frame::Data { seq, payload });
         if !matches!(result, Ok(false)) {
-            self.checker
-                .fail(format!("duplicate seq {seq} injected into {}: {result:?}", side.name()));
+            self.checker.fail(format!(
+                "duplicate seq {seq} injected into {}: {result:?}",
+                side.name()
+            ));
         }
         self.drain_events();
         Some(result)
@@ -352,8 +373,9 @@ impl Pair {
         self.drain_events();
         let i = side.idx();
         let inbox: Vec<Bytes> = self.sessions[i].peek(usize::MAX).cloned().collect();
-        self.checker.on_restart(side, self.incarnations[i], &inbox);
         self.cut();
+        self.checker.on_restart(side, self.incarnations[i], &inbox);
+        self.events[i].clear();
         self.incarnations[i] += 1;
         self.sessions[i] = Session::new(self.now(), self.incarnations[i], self.config);
     }
@@ -428,7 +450,11 @@ impl Pair {
         }
         let state = BOTH.map(|s| {
             let session = self.session(s);
-            (session.is_established(), session.unacked_len(), session.inbox_len())
+            (
+                session.is_established(),
+                session.unacked_len(),
+                session.inbox_len(),
+            )
         });
         self.checker.fail(format!(
             "heal did not converge: (established, unacked, inbox) = {state:?}, errors = {:?}",

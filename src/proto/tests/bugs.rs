@@ -1,0 +1,94 @@
+//! Failing tests for defects found in the core, ignored so the suite stays green. Each one
+//! passes once the defect is fixed; remove its `#[ignore]` then.
+//!
+//! Root cause shared by the first three: a SESSION offer names only the peer's incarnation, not
+//! which session of that incarnation. When one side's session ended without a restart (expiry)
+//! and the handshake of the replacement session completes on that side only, the next link pairs
+//! the new session on one side with the old session on the other, and both "resume".
+
+use super::{Mode, Pair, Side};
+use crate::proto::SessionEvent;
+
+const A: Side = Side::A;
+const B: Side = Side::B;
+
+/// The connection breaks and a's session expires; b's timer has not fired yet.
+fn expire_a_only(pair: &mut Pair) {
+    pair.cut();
+    pair.advance(pair.config.session_expiry);
+    pair.fire_timers(A).unwrap();
+    assert!(matches!(
+        pair.take_events(A).last(),
+        Some(SessionEvent::Lost { .. })
+    ));
+}
+
+/// On the next connection only b's SESSION reaches a: a starts a new session and transmits; the
+/// connection breaks before a's SESSION reaches b. Then a connection that completes.
+fn half_handshake_then_reconnect(pair: &mut Pair) {
+    pair.connect();
+    pair.half_step(B);
+    assert!(pair.session(A).is_established() && !pair.session(B).is_established());
+    pair.transmit(A);
+    pair.cut();
+    pair.connect();
+    pair.steps(3);
+}
+
+/// b retransmits its old session's unacknowledged message into a's new session, which accepts it
+/// as new: a's application reads it twice.
+#[test]
+#[ignore = "core bug: mismatched sessions resume after a one-sided expiry (duplicate)"]
+fn one_sided_expiry_then_half_handshake_duplicates_messages() {
+    let mut pair = Pair::established();
+    pair.send(B, 1);
+    pair.half_step(B);
+    // a reads it; its ACK is lost with the connection.
+    assert_eq!(pair.read_all(A), [1]);
+    expire_a_only(&mut pair);
+    half_handshake_then_reconnect(&mut pair);
+    pair.assert_delivery(Mode::G2);
+}
+
+/// a already acknowledged 2 messages of the old session and queued 2 in its new one: b's resume
+/// point (3) is beyond anything a's new session sent (it sends no DATA before confirmation), so
+/// every later handshake fails with BadResumePoint, forever; a's new messages never leave.
+#[test]
+#[ignore = "core bug: mismatched sessions after a one-sided expiry wedge the pair"]
+fn one_sided_expiry_then_half_handshake_wedges() {
+    let mut pair = Pair::established();
+    pair.send(A, 2);
+    pair.steps(3);
+    assert_eq!(pair.read_all(B), [1, 2]);
+    expire_a_only(&mut pair);
+    pair.send(A, 2);
+    half_handshake_then_reconnect(&mut pair);
+    pair.assert_delivery(Mode::G2);
+}
+
+/// b's application stops reading; the connection breaks; on the next one b cannot read a's
+/// SESSION because its inbox is full (`process_input` checks room before every frame, SESSION
+/// included), so b's handshake times out though both peers are alive, and the link flaps for as
+/// long as b's application does not read. b's own messages to a cannot move meanwhile.
+#[test]
+#[ignore = "core bug: a full inbox blocks the SESSION frame of a new link (HandshakeTimeout)"]
+fn a_full_inbox_does_not_block_the_next_handshake() {
+    let mut pair = Pair::established();
+    pair.send(A, 4);
+    pair.steps(2);
+    assert!(!pair.session(B).wants_input());
+    pair.cut();
+    pair.send(B, 2);
+    pair.connect();
+    pair.steps(2);
+    pair.tick(pair.config.handshake_timeout);
+    pair.steps(2);
+    assert_eq!(pair.take_errors(B), [], "b's handshake must not time out");
+    assert!(pair.session(B).is_established());
+    assert_eq!(
+        pair.read_all(A),
+        [1, 2],
+        "b's messages flow while b's inbox is full"
+    );
+    pair.assert_delivery(Mode::Strict);
+}

@@ -109,6 +109,11 @@ impl Inbound {
         self.acked = 0;
     }
 
+    /// Whether no message waits for the application.
+    pub fn is_empty(&self) -> bool {
+        self.inbox.is_empty()
+    }
+
     /// Messages waiting for the application.
     pub fn len(&self) -> usize {
         self.inbox.len()

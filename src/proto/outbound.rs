@@ -73,6 +73,11 @@ impl Outbound {
         self.first_seq - 1
     }
 
+    /// Whether nothing is queued or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Messages queued or in flight.
     pub fn len(&self) -> usize {
         self.queue.len()

@@ -549,7 +549,7 @@ impl Session {
                 }
                 Some(at)
             }
-            None if self.peer_incarnation != 0 || self.outbound.len() > 0 => {
+            None if self.peer_incarnation != 0 || !self.outbound.is_empty() => {
                 Some(self.detached_at + self.config.session_expiry)
             }
             None => None,
@@ -560,7 +560,7 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), LinkError> {
         let config = self.config;
         let Some(link) = self.link.as_mut() else {
-            if (self.peer_incarnation != 0 || self.outbound.len() > 0)
+            if (self.peer_incarnation != 0 || !self.outbound.is_empty())
                 && now >= self.detached_at + config.session_expiry
             {
                 self.lose(LostReason::Expired);

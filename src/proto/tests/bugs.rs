@@ -1,7 +1,8 @@
 //! Failing tests for defects found in the core, ignored so the suite stays green. Each one
 //! passes once the defect is fixed; remove its `#[ignore]` then.
 //!
-//! Root cause shared by the first three: a SESSION offer names only the peer's incarnation, not
+//! Root cause of the two `one_sided_expiry_*` tests (and of `props::g2_with_one_sided_expiry`):
+//! a SESSION offer names only the peer's incarnation, not
 //! which session of that incarnation. When one side's session ended without a restart (expiry)
 //! and the handshake of the replacement session completes on that side only, the next link pairs
 //! the new session on one side with the old session on the other, and both "resume".

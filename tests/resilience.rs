@@ -13,7 +13,8 @@ use networkio::{ConnectionState, Error, Event, LostReason, Node};
 use networkio_chaos::{ChaosConfig, ChaosProxy};
 
 const FRESH: SessionOffer = SessionOffer {
-    known_incarnation: 0,
+    session_id: 0,
+    nonce: 0x5eed,
     next_expected: 1,
 };
 
@@ -58,8 +59,10 @@ async fn a_newer_connection_takes_over_and_the_old_one_is_closed_with_a_reason()
     let node = listening_node("server").await;
     let addr = node.local_addrs()[0];
     let mut first = RawPeer::connect(addr).await;
-    let (hello, offer) = first.handshake("client", 42, FRESH).await;
-    assert_eq!(offer.known_incarnation, 0, "a new session");
+    let (_, offer) = first.handshake("client", 42, FRESH).await;
+    assert_eq!(offer.session_id, 0, "a new session");
+    // Both sides derive the new session's id from the two nonces.
+    let session_id = offer.nonce ^ FRESH.nonce;
     // Confirm, then deliver one message on the first connection.
     first.send(&Frame::Ack { up_to: 0 }).await;
     first
@@ -84,12 +87,13 @@ async fn a_newer_connection_takes_over_and_the_old_one_is_closed_with_a_reason()
             "client",
             42,
             SessionOffer {
-                known_incarnation: hello.incarnation,
+                session_id,
+                nonce: 0x5eed2,
                 next_expected: 1,
             },
         )
         .await;
-    assert_eq!(offer.known_incarnation, 42, "the node resumes the session");
+    assert_eq!(offer.session_id, session_id, "the node resumes the session");
     assert_eq!(
         offer.next_expected, 2,
         "and expects the message after the one it has"

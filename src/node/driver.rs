@@ -208,7 +208,12 @@ fn attach(
     }
     let wake = Arc::new(Notify::new());
     let previous = std::mem::replace(&mut core.wake, wake.clone());
-    let link = core.session.begin_link(Instant::now(), hello, deadline);
+    let link = core.session.begin_link(
+        Instant::now(),
+        hello,
+        deadline,
+        rand::random::<u64>().max(1),
+    );
     core.link_dialed_by_us = dialed_by_us;
     core.state = ConnectionState::Connecting;
     // The replaced connection's driver (or an idle watcher) wakes, sees it lost the link, ends.

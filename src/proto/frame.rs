@@ -80,8 +80,11 @@ pub struct Hello {
 /// Body of a SESSION frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionOffer {
-    /// The incarnation of the receiver that the sender holds a session with; 0 for none.
-    pub known_incarnation: u64,
+    /// The session the sender holds with the receiver; 0 for none. A session's id is
+    /// `nonce_a ^ nonce_b` of the connection that started it (1 if that is 0).
+    pub session_id: u64,
+    /// Random, non-zero, new for every connection: the input to a new session's id.
+    pub nonce: u64,
     /// The sequence number the sender expects next from the receiver (1 when it has no session).
     pub next_expected: u64,
 }
@@ -277,11 +280,12 @@ fn parse_body(kind: u8, mut body: Bytes) -> Result<Frame, FrameError> {
             }))
         }
         kind::SESSION => {
-            if body.remaining() < 16 {
+            if body.remaining() < 24 {
                 return Err(malformed("SESSION", "too short"));
             }
             Ok(Frame::Session(SessionOffer {
-                known_incarnation: body.get_u64(),
+                session_id: body.get_u64(),
+                nonce: body.get_u64(),
                 next_expected: body.get_u64(),
             }))
         }
@@ -340,8 +344,9 @@ pub fn encode(frame: &Frame, out: &mut impl BufMut) {
             out.put_slice(name.as_bytes());
         }
         Frame::Session(s) => {
-            put_header(out, kind::SESSION, 16);
-            out.put_u64(s.known_incarnation);
+            put_header(out, kind::SESSION, 24);
+            out.put_u64(s.session_id);
+            out.put_u64(s.nonce);
             out.put_u64(s.next_expected);
         }
         Frame::Data { seq, payload } => encode_data(*seq, payload, out),
@@ -415,7 +420,8 @@ mod tests {
             name: "server-001".into(),
         }));
         round_trip(Frame::Session(SessionOffer {
-            known_incarnation: 7,
+            session_id: 7,
+            nonce: 9,
             next_expected: 42,
         }));
         round_trip(Frame::Data {

@@ -88,6 +88,8 @@ struct Link {
     peer_incarnation: u64,
     phase: Phase,
     offer_to_send: Option<SessionOffer>,
+    /// Our SESSION nonce on this link.
+    nonce: u64,
     last_recv: Instant,
     last_send: Instant,
     ping_due: bool,
@@ -115,6 +117,9 @@ pub struct Session {
     peer_incarnation: u64,
     /// Bumped whenever a session ends; receipts of an older generation can no longer succeed.
     generation: u64,
+    /// The id both sides agreed on when the current session started; 0 while none is
+    /// established. Resumption needs both sides to offer the same id.
+    session_id: u64,
     outbound: Outbound,
     inbound: Inbound,
     link: Option<Link>,
@@ -139,6 +144,7 @@ impl Session {
             local_incarnation,
             peer_incarnation: 0,
             generation: 0,
+            session_id: 0,
             outbound: Outbound::new(config.window),
             inbound: Inbound::new(config.inbox),
             link: None,
@@ -231,7 +237,7 @@ impl Session {
 
     /// Whether the driver should read more bytes (false while the inbox is full).
     pub fn wants_input(&self) -> bool {
-        self.inbound.has_room()
+        !self.is_established() || self.inbound.has_room()
     }
 
     /// The next thing the application should hear about.
@@ -243,16 +249,24 @@ impl Session {
 
     /// Attaches a new connection whose HELLO named this session's peer. Any previous link is
     /// replaced (its driver sees [`Session::link_id`] change and closes it with
-    /// [`CloseCode::Replaced`]). `deadline` is the handshake's absolute deadline.
-    pub fn begin_link(&mut self, now: Instant, hello: &PeerHello, deadline: Instant) -> LinkId {
+    /// [`CloseCode::Replaced`]). `deadline` is the handshake's absolute deadline. `nonce` must be
+    /// random and non-zero: it seeds the id of a session started on this link.
+    pub fn begin_link(
+        &mut self,
+        now: Instant,
+        hello: &PeerHello,
+        deadline: Instant,
+        nonce: u64,
+    ) -> LinkId {
         let peer_incarnation = hello.incarnation;
         if self.peer_incarnation != 0 && self.peer_incarnation != peer_incarnation {
             // Another incarnation: the process we had a session with is gone.
             self.lose(LostReason::PeerRestarted);
         }
-        let has_session = self.peer_incarnation != 0;
+        let has_session = self.session_id != 0;
         let offer = SessionOffer {
-            known_incarnation: if has_session { peer_incarnation } else { 0 },
+            session_id: self.session_id,
+            nonce,
             next_expected: if has_session {
                 self.inbound.next_expected()
             } else {
@@ -278,6 +292,7 @@ impl Session {
                 deadline,
             },
             offer_to_send: Some(offer),
+            nonce,
             last_recv: now,
             last_send: now,
             ping_due: false,
@@ -327,15 +342,15 @@ impl Session {
         }
         let mut received = false;
         let result = loop {
-            if !self.inbound.has_room() {
-                if let Some(link) = self.link.as_mut() {
-                    link.paused = true;
-                }
-                break Ok(());
-            }
             let Some(link) = self.link.as_mut() else {
                 break Ok(());
             };
+            // Only DATA fills the inbox, and DATA only comes once established: the handshake
+            // proceeds whatever the application's reading.
+            if matches!(link.phase, Phase::Established) && !self.inbound.has_room() {
+                link.paused = true;
+                break Ok(());
+            }
             if link.paused {
                 // Reading again after a pause: the silence was ours, not the peer's.
                 link.paused = false;
@@ -420,7 +435,9 @@ impl Session {
         has_session: bool,
         offer: SessionOffer,
     ) -> Result<(), LinkError> {
-        let resumed = has_session && offer.known_incarnation == self.local_incarnation;
+        // Both sides hold the same session: the id proves it is the same one (an incarnation
+        // alone would not: one side may have started a newer session the other never saw).
+        let resumed = has_session && offer.session_id == self.session_id;
         if resumed {
             if self.outbound.resume_from(offer.next_expected)? > 0 {
                 self.events.push_back(SessionEvent::Delivered {
@@ -445,6 +462,9 @@ impl Session {
             return Ok(());
         };
         self.peer_incarnation = link.peer_incarnation;
+        if !resumed {
+            self.session_id = (link.nonce ^ offer.nonce).max(1);
+        }
         link.phase = Phase::Established;
         link.confirm_due = true;
         self.events.push_back(SessionEvent::Established { resumed });
@@ -457,6 +477,7 @@ impl Session {
         let unacked = self.outbound.reset();
         self.inbound.reset();
         self.peer_incarnation = 0;
+        self.session_id = 0;
         self.confirmed = false;
         self.events.push_back(SessionEvent::Lost {
             generation: self.generation,

@@ -9,10 +9,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod bugs;
 mod checker;
 mod faults;
 mod props;
+mod regressions;
 mod scenarios;
 
 use std::time::{Duration, Instant};
@@ -100,6 +100,8 @@ pub(crate) struct Pair {
     frames: [Vec<Frame>; 2],
     /// DATA frames each side consumed on the current connection (to replay as duplicates).
     consumed: [Vec<(u64, Bytes)>; 2],
+    /// Source of SESSION nonces: deterministic, distinct per side and connection.
+    nonces: u64,
 }
 
 impl Pair {
@@ -123,6 +125,7 @@ impl Pair {
             errors: [Vec::new(), Vec::new()],
             frames: [Vec::new(), Vec::new()],
             consumed: [Vec::new(), Vec::new()],
+            nonces: 0,
         }
     }
 
@@ -244,7 +247,9 @@ impl Pair {
             assert_eq!(peer.name, side.other().name());
             assert_eq!(peer.incarnation, self.incarnation(side.other()));
             let deadline = handshakes[side.idx()].deadline();
-            self.sessions[side.idx()].begin_link(now, &peer, deadline);
+            self.nonces += 1;
+            let nonce = self.nonces.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            self.sessions[side.idx()].begin_link(now, &peer, deadline, nonce);
         }
         self.drain_events();
     }

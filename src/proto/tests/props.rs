@@ -161,7 +161,6 @@ proptest! {
     /// As above, but expiry may fire on one side before the next connection: finds the
     /// mismatched-session defect of `bugs.rs`.
     #[test]
-    #[ignore = "core bug: mismatched sessions resume after a one-sided expiry (see bugs.rs)"]
     fn g2_with_one_sided_expiry(ops in proptest::collection::vec(op(Ops { crashes: true, one_sided_expiry: true }), 0..60)) {
         run(&ops, Mode::G2);
     }

@@ -1,11 +1,14 @@
-//! Failing tests for defects found in the core, ignored so the suite stays green. Each one
-//! passes once the defect is fixed; remove its `#[ignore]` then.
+//! Regression tests for defects the simulated pair found in the core.
 //!
-//! Root cause of the two `one_sided_expiry_*` tests (and of `props::g2_with_one_sided_expiry`):
-//! a SESSION offer names only the peer's incarnation, not
-//! which session of that incarnation. When one side's session ended without a restart (expiry)
-//! and the handshake of the replacement session completes on that side only, the next link pairs
-//! the new session on one side with the old session on the other, and both "resume".
+//! The two `one_sided_expiry_*` tests (and `props::g2_with_one_sided_expiry`): when one side's
+//! session ended without a restart (expiry) and the replacement session's handshake completed on
+//! that side only, the next connection paired the new session on one side with the old one on
+//! the other, and both "resumed", because a SESSION offer named only the peer's incarnation.
+//! Fixed by session ids: a session's id comes from both sides' nonces, and resumption needs both
+//! offers to name the same id.
+//!
+//! `a_full_inbox_does_not_block_the_next_handshake`: the inbox-room check applied to every frame,
+//! SESSION included. Fixed: it applies once the link is established (only DATA fills the inbox).
 
 use super::{Mode, Pair, Side};
 use crate::proto::SessionEvent;
@@ -39,7 +42,6 @@ fn half_handshake_then_reconnect(pair: &mut Pair) {
 /// b retransmits its old session's unacknowledged message into a's new session, which accepts it
 /// as new: a's application reads it twice.
 #[test]
-#[ignore = "core bug: mismatched sessions resume after a one-sided expiry (duplicate)"]
 fn one_sided_expiry_then_half_handshake_duplicates_messages() {
     let mut pair = Pair::established();
     pair.send(B, 1);
@@ -55,7 +57,6 @@ fn one_sided_expiry_then_half_handshake_duplicates_messages() {
 /// point (3) is beyond anything a's new session sent (it sends no DATA before confirmation), so
 /// every later handshake fails with BadResumePoint, forever; a's new messages never leave.
 #[test]
-#[ignore = "core bug: mismatched sessions after a one-sided expiry wedge the pair"]
 fn one_sided_expiry_then_half_handshake_wedges() {
     let mut pair = Pair::established();
     pair.send(A, 2);
@@ -72,7 +73,6 @@ fn one_sided_expiry_then_half_handshake_wedges() {
 /// included), so b's handshake times out though both peers are alive, and the link flaps for as
 /// long as b's application does not read. b's own messages to a cannot move meanwhile.
 #[test]
-#[ignore = "core bug: a full inbox blocks the SESSION frame of a new link (HandshakeTimeout)"]
 fn a_full_inbox_does_not_block_the_next_handshake() {
     let mut pair = Pair::established();
     pair.send(A, 4);

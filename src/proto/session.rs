@@ -214,6 +214,11 @@ impl Session {
         self.generation
     }
 
+    /// Our own incarnation, as given to [`Session::new`].
+    pub fn local_incarnation(&self) -> u64 {
+        self.local_incarnation
+    }
+
     /// The peer's incarnation, or 0 if no session is established.
     pub fn peer_incarnation(&self) -> u64 {
         self.peer_incarnation

@@ -159,7 +159,7 @@ proptest! {
     #![proptest_config(config())]
 
     /// As above, but expiry may fire on one side before the next connection: finds the
-    /// mismatched-session defect of `bugs.rs`.
+    /// mismatched-session defect of `regressions.rs`.
     #[test]
     fn g2_with_one_sided_expiry(ops in proptest::collection::vec(op(Ops { crashes: true, one_sided_expiry: true }), 0..60)) {
         run(&ops, Mode::G2);

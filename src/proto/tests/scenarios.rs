@@ -169,7 +169,7 @@ fn cuts_mid_frame_resume_without_loss_or_duplication() {
             pair.transmit(Side::B);
             let keep = [Side::A, Side::B].map(|s| rng.random_range(0..=pair.wire_len(s)));
             pair.cut_at(keep);
-            // A full inbox would keep the new link from reading the SESSION (see bugs.rs).
+            // A full inbox would keep the new link from reading the SESSION (see regressions.rs).
             for side in [Side::A, Side::B] {
                 if !pair.session(side).wants_input() {
                     pair.read(side, rng.random_range(1..5));

@@ -363,7 +363,10 @@ impl Conn {
                     if matches!(end, End::Shutdown) {
                         // The peer must learn what we received before our session ends, or it
                         // would hand back messages we hold. Nothing else is sent.
-                        peer.lock().session.flush_ack(&mut self.wbuf);
+                        let mut core = peer.lock();
+                        if core.session.link_id() == Some(link) {
+                            core.session.flush_ack(&mut self.wbuf);
+                        }
                     }
                     return (established, end);
                 }

@@ -92,6 +92,11 @@ impl NodeConfig {
             "idle timeout must exceed the heartbeat interval",
         )?;
         check(
+            p.idle_timeout >= Duration::from_millis(100),
+            "idle timeout must be at least 100 ms",
+        )?;
+        check(p.window.max_message > 0, "max message size must be > 0")?;
+        check(
             !p.handshake_timeout.is_zero(),
             "handshake timeout must be > 0",
         )?;

@@ -99,7 +99,8 @@ pub enum CloseCode {
     ProtocolError,
     /// No protocol version in common.
     UnsupportedVersion,
-    /// The HELLO was unacceptable (bad name, our own name, zero incarnation). Undecodable HELLOs
+    /// The HELLO was unacceptable (bad name, our own name, zero incarnation, unworkable limits).
+    /// Undecodable HELLOs
     /// (bad magic, truncated) are protocol errors.
     BadHello,
     /// A frame exceeded the receiver's limit.

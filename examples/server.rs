@@ -39,7 +39,11 @@ async fn main() -> Result<(), networkio::Error> {
                 println!("{} disconnected: {reason}", peer.name());
             }
             Event::SessionLost { peer, unacked, .. } => {
-                println!("{} lost its session; {} messages handed back", peer.name(), unacked.len());
+                println!(
+                    "{} lost its session; {} messages handed back",
+                    peer.name(),
+                    unacked.len()
+                );
             }
             _ => {}
         }

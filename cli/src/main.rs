@@ -1,1 +1,104 @@
-fn main() {}
+//! `networkio`: the command-line front end of the networkio library.
+//!
+//! `main` parses the command line, sets up logging and dispatches to one module per
+//! subcommand. Errors are printed as one `error: ...` line and exit with status 1.
+
+mod demo;
+mod listen;
+mod output;
+mod send;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Reliable, exactly-once, FIFO messaging between named peers over TCP.
+///
+/// Messages are strings. `listen` runs a node that prints what it receives; `send` delivers
+/// messages to a listening node and exits once every one is acknowledged.
+///
+/// Diagnostics go to stderr; stdout carries only messages. Logging is controlled by RUST_LOG
+/// (default `warn`; e.g. RUST_LOG=info shows connections, disconnections and lost sessions).
+///
+/// Exit status: 0 on success, 1 on error (printed as one line `error: ...` on stderr), 2 on a
+/// usage error.
+#[derive(Debug, Parser)]
+#[command(name = "networkio", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Listen(listen::Args),
+    Send(send::Args),
+    Demo(demo::Args),
+    // Room for a later subcommand: `bench`.
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return report(anyhow::Error::new(e).context("could not start the runtime")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Listen(args) => listen::run(args).await,
+            Command::Send(args) => send::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    // Do not wait for stray blocking tasks (e.g. tokio's stdin reader).
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(e),
+    }
+}
+
+/// Prints `error: <message>` as a single line and returns exit status 1.
+fn report(error: anyhow::Error) -> ExitCode {
+    // The chain of causes joined by `: `, skipping a cause its parent's message already quotes
+    // (some library errors include their source in their own message).
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    let message = message.replace(['\n', '\r'], " ");
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Parses a number of seconds (fractions allowed, e.g. `0.5`) into a duration.
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("`{s}` must be a positive number of seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
+}

@@ -1,0 +1,224 @@
+//! `networkio listen`: run a node, print every message it receives, optionally echo them.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use networkio::{Event, Node, Peer};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::output::{self, Printer};
+
+/// Run a node that accepts peers and prints every message it receives.
+#[derive(Debug, clap::Args)]
+#[command(long_about = "\
+Run a node named ID that listens on ADDR and prints every message it receives.
+
+Once bound, prints `listening on ADDR as ID` on stderr, where ADDR is the actual address \
+(with the port the OS picked for port 0).
+
+Each received message is printed on stdout as one line:
+
+    PEER-ID<TAB>MESSAGE
+
+in the order each peer sent them, every line flushed as soon as it is written. Inside MESSAGE \
+a backslash is written as `\\\\`, a newline as `\\n` and a tab as `\\t`, so every message is \
+exactly one line. Nothing else is ever written to stdout. Connections, disconnections and \
+lost sessions are logged on stderr at info level (RUST_LOG=info).
+
+Runs until SIGINT or SIGTERM, then shuts the node down gracefully (waiting up to 5 s for \
+echoes to be acknowledged), prints the messages still unread and exits with status 0. \
+Exits with status 1 (and one `error: ...` line on stderr) if it cannot listen or write \
+to stdout.")]
+pub(crate) struct Args {
+    /// This node's name: 1 to 128 ASCII letters, digits and `- _ . : @`.
+    #[arg(long, value_name = "ID")]
+    id: String,
+
+    /// Address to listen on, e.g. `127.0.0.1:7000` (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    bind: String,
+
+    /// Also send every message back to its sender, in order.
+    #[arg(long)]
+    echo: bool,
+}
+
+/// One task per peer reads its inbox and prints; with `--echo`, a second task per peer sends
+/// the messages back, in order.
+///
+/// Reading never waits for echoes to be sent: the node stops reading a peer's socket while that
+/// peer's inbox is full, and with it the acknowledgements that would open our window to the
+/// peer, so a reader blocked on `send` would deadlock with a full inbox and a full window. The
+/// echo queue needs no bound of its own: the peer cannot send more than its window without
+/// reading our acknowledgements, which it only does while its own inbox has room, i.e. while it
+/// takes our echoes.
+#[derive(Debug)]
+struct Reader {
+    /// Wakes the reader (capacity 1: a pending wake-up covers any number of messages).
+    wake: mpsc::Sender<()>,
+    task: JoinHandle<()>,
+    echo: Option<JoinHandle<()>>,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    // Installed before binding: from here on a signal means a graceful shutdown.
+    let mut terminate = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
+
+    let node = Node::builder(args.id.as_str())
+        .listen(args.bind.as_str())
+        .start()
+        .await
+        .with_context(|| format!("could not listen on {}", args.bind))?;
+    let addr = node
+        .local_addrs()
+        .first()
+        .context("the node has no listening address")?;
+    eprintln!("listening on {addr} as {}", node.name());
+
+    let (printer, writer) = Printer::start()?;
+    let stdout_failed = CancellationToken::new();
+    let mut readers: HashMap<String, Reader> = HashMap::new();
+    let mut events = node.events();
+    loop {
+        let event = tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = stdout_failed.cancelled() => break,
+            event = events.recv() => event,
+        };
+        match event {
+            None => break,
+            Some(Event::Message { peer }) => {
+                let reader = readers.entry(peer.name().to_owned()).or_insert_with(|| {
+                    spawn_reader(peer, printer.clone(), args.echo, stdout_failed.clone())
+                });
+                // Full: a wake-up is already pending, which will read these messages too.
+                let _ = reader.wake.try_send(());
+            }
+            Some(Event::Connected { peer, resumed }) => {
+                tracing::info!(peer = peer.name(), resumed, "connected");
+            }
+            Some(Event::Disconnected { peer, reason }) => {
+                tracing::info!(peer = peer.name(), %reason, "disconnected");
+            }
+            Some(Event::SessionLost {
+                peer,
+                unacked,
+                reason,
+            }) => {
+                tracing::info!(
+                    peer = peer.name(),
+                    ?reason,
+                    unacknowledged_echoes = unacked.len(),
+                    "session lost"
+                );
+            }
+            Some(_) => {}
+        }
+    }
+
+    tracing::debug!("shutting down");
+    node.shutdown().await;
+    // No more messages can arrive: let every reader print what is left, then stop.
+    for (_, reader) in readers {
+        drop(reader.wake);
+        let _ = reader.task.await;
+        if let Some(echo) = reader.echo {
+            let _ = echo.await;
+        }
+    }
+    drop(printer);
+    output::finish(writer).await
+}
+
+fn spawn_reader(peer: Peer, printer: Printer, echo: bool, failed: CancellationToken) -> Reader {
+    let (wake, mut woken) = mpsc::channel(1);
+    let (echo_tx, echo) = if echo {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Some(tx), Some(tokio::spawn(echo_loop(peer.clone(), rx))))
+    } else {
+        (None, None)
+    };
+    let task = tokio::spawn(async move {
+        loop {
+            if !drain(&peer, &printer, echo_tx.as_ref()).await {
+                failed.cancel();
+                return;
+            }
+            if woken.recv().await.is_none() {
+                // Shutting down: print whatever is still in the inbox.
+                let _ = drain(&peer, &printer, None).await;
+                return;
+            }
+        }
+    });
+    Reader { wake, task, echo }
+}
+
+/// Reads and prints (and queues for echoing) until the peer's inbox is empty. Returns `false`
+/// if stdout failed.
+async fn drain(
+    peer: &Peer,
+    printer: &Printer,
+    echo: Option<&mpsc::UnboundedSender<Vec<String>>>,
+) -> bool {
+    loop {
+        let messages = read_strings(peer);
+        if messages.is_empty() {
+            return true;
+        }
+        let lines = output::format_lines(peer.name(), messages.iter().map(String::as_str));
+        if !printer.print(lines).await {
+            return false;
+        }
+        if let Some(echo) = echo {
+            // Fails only once the echo task stopped (the node is shutting down).
+            let _ = echo.send(messages);
+        }
+    }
+}
+
+/// Sends every queued batch back to `peer`, in order, until the node shuts down.
+async fn echo_loop(peer: Peer, mut batches: mpsc::UnboundedReceiver<Vec<String>>) {
+    while let Some(messages) = batches.recv().await {
+        for message in &messages {
+            match peer.send(message).await {
+                Ok(_) => {}
+                Err(networkio::Error::NodeClosed) => return,
+                Err(e) => {
+                    tracing::warn!(peer = peer.name(), error = %e, "could not echo a message");
+                }
+            }
+        }
+    }
+}
+
+/// Takes every queued message from `peer` as a string. Messages that are not strings (from a
+/// program using the library directly) are dropped with a warning.
+fn read_strings(peer: &Peer) -> Vec<String> {
+    match peer.read_all::<String>() {
+        Ok(messages) => messages,
+        Err(_) => {
+            let raw = peer.read_all_bytes();
+            let mut skipped = 0usize;
+            let messages = raw
+                .iter()
+                .filter_map(|payload| {
+                    let decoded = networkio::codec::decode::<String>(payload).ok();
+                    skipped += usize::from(decoded.is_none());
+                    decoded
+                })
+                .collect();
+            tracing::warn!(
+                peer = peer.name(),
+                skipped,
+                "dropped messages that are not strings"
+            );
+            messages
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! `networkio send`: deliver messages to a listening node and wait until all are acknowledged.
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use networkio::{Event, Events, Fault, Node, Peer, Receipt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::output::{self, Printer};
+
+/// Most lines handed over from the stdin thread at once.
+const STDIN_BATCH: usize = 1024;
+/// Batches read ahead of sending.
+const STDIN_QUEUE: usize = 8;
+/// First and largest delay between connection attempts.
+const RETRY_INITIAL: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Send messages to a listening node and wait until every one is acknowledged.
+#[derive(Debug, clap::Args)]
+#[command(long_about = "\
+Send messages to the node listening on ADDR and wait until every one is acknowledged.
+
+Sends each MESSAGE argument or, with none, each line of stdin (without its line ending; \
+stdin is streamed, so it may be arbitrarily long), as one string message, in order. \
+Messages are delivered exactly once and in order.
+
+On success prints `delivered N messages to PEER-ID` on stderr and exits with status 0: \
+the peer has acknowledged all N messages.
+
+If the peer restarts (a new process, whose session with us is lost), the messages it had \
+not acknowledged are handed back and sent again, in order, to the new process; the command \
+then waits for those. Messages sent while the restart was being detected may reach the new \
+process before the resent ones.
+
+Exits with status 1 and one line `error: ...` on stderr if it cannot connect within the \
+timeout, if the peer makes no room for a message within the timeout, or if the messages \
+are not all acknowledged within the timeout after the input ends.")]
+pub(crate) struct Args {
+    /// This node's name: 1 to 128 ASCII letters, digits and `- _ . : @`.
+    #[arg(long, value_name = "ID")]
+    id: String,
+
+    /// Address of the listening node, e.g. `127.0.0.1:7000`.
+    #[arg(long, value_name = "ADDR")]
+    to: String,
+
+    /// Seconds (fractions allowed) allowed for connecting (attempts are retried until then),
+    /// for each wait for room in the send window, and for the final acknowledgement after the
+    /// input ends.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = crate::parse_secs)]
+    timeout: Duration,
+
+    /// Print the messages the peer sends back (e.g. `listen --echo`) on stdout, as
+    /// `PEER-ID<TAB>MESSAGE` lines escaped like `listen` does; without it they are discarded.
+    #[arg(long)]
+    print_replies: bool,
+
+    /// Messages to send; without any, each line of stdin is one message.
+    #[arg(value_name = "MESSAGE")]
+    messages: Vec<String>,
+}
+
+type Batch = anyhow::Result<Vec<String>>;
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let node = Node::builder(args.id.as_str())
+        .reconnect_backoff(Duration::from_millis(50), RETRY_MAX)
+        .start()
+        .await
+        .context("could not start the node")?;
+
+    // Input is read while connecting, at most a few batches ahead.
+    let (input_tx, mut input) = mpsc::channel::<Batch>(STDIN_QUEUE);
+    if args.messages.is_empty() {
+        spawn_stdin_reader(input_tx)?;
+    } else {
+        input_tx
+            .send(Ok(args.messages))
+            .await
+            .map_err(|_| anyhow!("input channel closed"))?;
+        drop(input_tx);
+    }
+
+    let peer = connect(&node, &args.to, start + args.timeout).await?;
+    let peer_name = peer.name().to_owned();
+    tracing::info!(peer = %peer_name, "connected");
+
+    let printer = if args.print_replies {
+        Some(Printer::start()?)
+    } else {
+        None
+    };
+    let (lost_tx, mut lost) = mpsc::unbounded_channel();
+    let events = tokio::spawn(handle_events(
+        node.events(),
+        peer_name.clone(),
+        lost_tx,
+        printer.as_ref().map(|(p, _)| p.clone()),
+    ));
+
+    let mut sender = Sender {
+        peer,
+        timeout: args.timeout,
+        last: None,
+    };
+    let mut count: u64 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            Some(unacked) = lost.recv() => sender.resend(unacked, None).await?,
+            batch = input.recv() => match batch {
+                None => break,
+                Some(batch) => {
+                    for message in batch? {
+                        sender.send(message).await?;
+                        count += 1;
+                    }
+                }
+            },
+        }
+    }
+
+    // Delivery is cumulative and FIFO: the last message's acknowledgement covers all of them.
+    let deadline = Instant::now() + args.timeout;
+    while let Some(receipt) = sender.last.clone() {
+        let delivered = async {
+            match receipt.delivered().await {
+                // The session ended: the messages come back in an Event::SessionLost.
+                Err(networkio::Error::SessionLost { .. }) => std::future::pending().await,
+                other => other,
+            }
+        };
+        tokio::select! {
+            biased;
+            Some(unacked) = lost.recv() => sender.resend(unacked, Some(deadline)).await?,
+            result = delivered => {
+                result.context("messages were not delivered")?;
+                break;
+            }
+            () = tokio::time::sleep_until(deadline) => bail!(
+                "timed out after {:?}: {} of {count} messages not acknowledged by {peer_name}",
+                args.timeout,
+                sender.peer.stats().unacked_len,
+            ),
+        }
+    }
+    eprintln!("delivered {count} messages to {peer_name}");
+
+    node.shutdown().await;
+    let _ = events.await;
+    if let Some((printer, writer)) = printer {
+        drop(printer);
+        output::finish(writer).await?;
+    }
+    Ok(())
+}
+
+/// Dials `to` until it answers or `deadline` passes, waiting 100 ms doubling to 1 s between
+/// attempts (the listener may not be up yet).
+async fn connect(node: &Node, to: &str, deadline: Instant) -> anyhow::Result<Peer> {
+    let mut delay = RETRY_INITIAL;
+    let mut last_error = String::from("timed out");
+    loop {
+        match tokio::time::timeout_at(deadline, node.connect(to)).await {
+            Ok(Ok(peer)) => return Ok(peer),
+            Ok(Err(e)) if e.fault() == Fault::Caller => {
+                return Err(e).with_context(|| format!("could not connect to {to}"));
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%to, error = %e, "connection attempt failed");
+                last_error = e.to_string();
+            }
+            Err(_) => {}
+        }
+        if Instant::now() + delay >= deadline {
+            tokio::time::sleep_until(deadline).await;
+            bail!("could not connect to {to} in time: {last_error}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX);
+    }
+}
+
+/// Sends messages in order, remembering the receipt of the last one.
+struct Sender {
+    peer: Peer,
+    timeout: Duration,
+    last: Option<Receipt>,
+}
+
+impl Sender {
+    async fn send(&mut self, message: String) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        let receipt = tokio::time::timeout_at(deadline, self.peer.send(&message))
+            .await
+            .map_err(|_| self.stalled())?
+            .context("could not send a message")?;
+        self.last = Some(receipt);
+        Ok(())
+    }
+
+    /// Sends again, in order, the messages a lost session handed back.
+    async fn resend(
+        &mut self,
+        unacked: Vec<Bytes>,
+        deadline: Option<Instant>,
+    ) -> anyhow::Result<()> {
+        if unacked.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            peer = self.peer.name(),
+            messages = unacked.len(),
+            "resending messages handed back by the lost session"
+        );
+        for payload in unacked {
+            let deadline = deadline.unwrap_or_else(|| Instant::now() + self.timeout);
+            let receipt = tokio::time::timeout_at(deadline, self.peer.send_bytes(payload))
+                .await
+                .map_err(|_| self.stalled())?
+                .context("could not resend a message")?;
+            self.last = Some(receipt);
+        }
+        Ok(())
+    }
+
+    fn stalled(&self) -> anyhow::Error {
+        anyhow!(
+            "timed out after {:?}: {} acknowledged no message ({} waiting)",
+            self.timeout,
+            self.peer.name(),
+            self.peer.stats().unacked_len,
+        )
+    }
+}
+
+/// Reads stdin on its own thread, in batches of the lines already buffered (so a slow
+/// producer's lines are sent at once, a fast producer's in batches).
+fn spawn_stdin_reader(tx: mpsc::Sender<Batch>) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+            let mut line_number: u64 = 0;
+            loop {
+                let (batch, eof) = match read_batch(&mut input, &mut line_number) {
+                    Ok(read) => read,
+                    Err(e) => (Err(e), true),
+                };
+                if let Ok(lines) = &batch {
+                    if lines.is_empty() {
+                        return;
+                    }
+                }
+                if tx.blocking_send(batch).is_err() || eof {
+                    return;
+                }
+            }
+        })
+        .context("could not start the stdin reader thread")?;
+    Ok(())
+}
+
+/// Reads at least one line (unless at the end), then whatever complete lines are buffered, up
+/// to `STDIN_BATCH`. Returns the lines and whether stdin ended.
+fn read_batch(
+    input: &mut BufReader<std::io::StdinLock<'static>>,
+    line_number: &mut u64,
+) -> anyhow::Result<(Batch, bool)> {
+    let mut lines = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .context("could not read stdin")?;
+        if n == 0 {
+            return Ok((Ok(lines), true));
+        }
+        *line_number += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        let line = String::from_utf8(std::mem::take(&mut buf))
+            .map_err(|_| anyhow!("line {line_number} of stdin is not valid UTF-8"))?;
+        lines.push(line);
+        if lines.len() >= STDIN_BATCH || !input.buffer().contains(&b'\n') {
+            return Ok((Ok(lines), false));
+        }
+    }
+}
+
+/// Drains (or prints) what the peer sends back, logs connection changes, and forwards the
+/// messages a lost session hands back.
+async fn handle_events(
+    mut events: Events,
+    peer_name: String,
+    lost: mpsc::UnboundedSender<Vec<Bytes>>,
+    printer: Option<Printer>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Message { peer } => match &printer {
+                Some(printer) => {
+                    let lines = reply_lines(&peer);
+                    if !printer.print(lines).await {
+                        tracing::warn!("could not write replies to stdout");
+                    }
+                }
+                None => drop(peer.read_all_bytes()),
+            },
+            Event::Connected { peer, resumed } => {
+                tracing::info!(peer = peer.name(), resumed, "connected");
+            }
+            Event::Disconnected { peer, reason } => {
+                tracing::info!(peer = peer.name(), %reason, "disconnected");
+            }
+            Event::SessionLost {
+                peer,
+                unacked,
+                reason,
+            } => {
+                tracing::info!(
+                    peer = peer.name(),
+                    ?reason,
+                    unacknowledged = unacked.len(),
+                    "session lost"
+                );
+                if peer.name() == peer_name {
+                    let _ = lost.send(unacked);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every reply queued from `peer`, as output lines; non-string replies are skipped.
+fn reply_lines(peer: &Peer) -> String {
+    let raw = peer.read_all_bytes();
+    let replies: Vec<String> = raw
+        .iter()
+        .filter_map(|payload| networkio::codec::decode::<String>(payload).ok())
+        .collect();
+    if replies.len() < raw.len() {
+        tracing::warn!(
+            peer = peer.name(),
+            skipped = raw.len() - replies.len(),
+            "skipped replies that are not strings"
+        );
+    }
+    output::format_lines(peer.name(), replies.iter().map(String::as_str))
+}

@@ -1,0 +1,414 @@
+//! End-to-end tests of the `networkio` binary over loopback.
+//!
+//! Every wait is on an event (a line of output, a process exit) bounded by a timeout; child
+//! processes are killed when their guard drops, even if a test fails.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use networkio::{Event, Node};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+const BIN: &str = env!("CARGO_BIN_EXE_networkio");
+/// Bound of any single wait; generous for slow CI machines.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Kills the child process when dropped.
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id().expect("child still running")
+    }
+
+    async fn wait(&mut self) -> ExitStatus {
+        timeout(WAIT, self.child.wait())
+            .await
+            .expect("process did not exit in time")
+            .expect("wait failed")
+    }
+
+    fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A running `networkio listen`.
+struct Listener {
+    proc: Proc,
+    addr: String,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// The rest of stderr after the `listening on` line, once the process exits.
+    stderr: JoinHandle<String>,
+}
+
+async fn listen(id: &str, extra: &[&str]) -> Listener {
+    let mut args = vec!["listen", "--id", id, "--bind", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = command(&args).spawn().expect("spawn listen");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let proc = Proc { child };
+    let suffix = format!(" as {id}");
+    let addr = timeout(WAIT, async {
+        while let Some(line) = stderr.next_line().await.expect("read stderr") {
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                let addr = rest.strip_suffix(&suffix).expect("line ends with the id");
+                return addr.to_owned();
+            }
+        }
+        panic!("listener exited without printing `listening on`");
+    })
+    .await
+    .expect("no `listening on` line in time");
+    assert!(!addr.ends_with(":0"), "printed the real port: {addr}");
+    let stderr = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = stderr.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    Listener {
+        proc,
+        addr,
+        stdout,
+        stderr,
+    }
+}
+
+impl Listener {
+    async fn next_line(&mut self) -> String {
+        timeout(WAIT, self.stdout.next_line())
+            .await
+            .expect("no output line in time")
+            .expect("read stdout")
+            .expect("listener stdout ended early")
+    }
+
+    /// Sends SIGTERM and checks the listener exits 0; returns the stdout lines not read yet and
+    /// the rest of stderr.
+    async fn terminate(self) -> (Vec<String>, String) {
+        let Listener {
+            mut proc,
+            mut stdout,
+            stderr,
+            ..
+        } = self;
+        proc.terminate();
+        // Read stdout while waiting: the listener prints what is left before it exits.
+        let rest = tokio::spawn(async move {
+            let mut rest = Vec::new();
+            while let Some(line) = stdout.next_line().await.expect("read stdout") {
+                rest.push(line);
+            }
+            rest
+        });
+        let status = proc.wait().await;
+        assert_eq!(status.code(), Some(0), "listen exit status on SIGTERM");
+        let rest = timeout(WAIT, rest)
+            .await
+            .expect("stdout ended")
+            .expect("stdout task");
+        let stderr = timeout(WAIT, stderr)
+            .await
+            .expect("stderr ended")
+            .expect("stderr task");
+        (rest, stderr)
+    }
+}
+
+/// Runs `networkio send` to completion with the given stdin; returns status and stderr.
+async fn send(args: &[&str], stdin: Option<Vec<u8>>) -> (ExitStatus, String) {
+    let mut args_all = vec!["send"];
+    args_all.extend_from_slice(args);
+    let mut cmd = command(&args_all);
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut proc = Proc {
+        child: cmd.spawn().expect("spawn send"),
+    };
+    let writer = stdin.map(|data| {
+        let mut pipe = proc.child.stdin.take().expect("stdin");
+        tokio::spawn(async move {
+            // A sender that fails early closes its stdin: not this helper's error to report.
+            let _ = pipe.write_all(&data).await;
+            // Dropping the pipe closes stdin.
+        })
+    });
+    let mut stderr = proc.child.stderr.take().expect("stderr");
+    let read_stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).await.expect("read stderr");
+        text
+    });
+    let mut stdout = proc.child.stdout.take().expect("stdout");
+    let read_stdout = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = stdout.read_to_end(&mut sink).await;
+    });
+    let status = proc.wait().await;
+    if let Some(writer) = writer {
+        writer.await.expect("stdin writer");
+    }
+    read_stdout.await.expect("stdout reader");
+    let stderr = read_stderr.await.expect("stderr reader");
+    (status, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_100k_messages_arrive_exactly_once_in_order() {
+    const N: usize = 100_000;
+    let mut listener = listen("sink", &[]).await;
+    let mut input = String::with_capacity(N * 11);
+    for i in 0..N {
+        input.push_str(&format!("msg-{i:06}\n"));
+    }
+    let addr = listener.addr.clone();
+    let sender = tokio::spawn(async move {
+        send(
+            &["--id", "source", "--to", &addr, "--timeout", "30"],
+            Some(input.into_bytes()),
+        )
+        .await
+    });
+
+    let mut lines = Vec::with_capacity(N);
+    while lines.len() < N {
+        lines.push(listener.next_line().await);
+    }
+    let (status, stderr) = sender.await.expect("sender task");
+    assert!(status.success(), "send failed: {stderr}");
+    assert!(
+        stderr.contains("delivered 100000 messages to sink"),
+        "send stderr: {stderr}"
+    );
+    let (rest, _) = listener.terminate().await;
+    lines.extend(rest);
+
+    // One checker: lost, duplicated and out-of-order lines must all be zero.
+    let mut seen = vec![0u32; N];
+    let (mut malformed, mut out_of_order) = (0, 0);
+    let mut previous: Option<usize> = None;
+    for line in &lines {
+        let index = line
+            .strip_prefix("source\tmsg-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n < N);
+        let Some(index) = index else {
+            malformed += 1;
+            continue;
+        };
+        seen[index] += 1;
+        if previous.is_some_and(|p| index <= p) {
+            out_of_order += 1;
+        }
+        previous = Some(index);
+    }
+    let lost = seen.iter().filter(|&&c| c == 0).count();
+    let duplicated: u32 = seen.iter().map(|&c| c.saturating_sub(1)).sum();
+    assert_eq!(
+        (lost, duplicated, out_of_order, malformed),
+        (0, 0, 0, 0),
+        "(lost, duplicated, out of order, malformed)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_arguments_are_escaped_one_per_line() {
+    let mut listener = listen("printer", &[]).await;
+    let (status, stderr) = send(
+        &[
+            "--id",
+            "args",
+            "--to",
+            &listener.addr,
+            "plain",
+            "tab\there\nand newline",
+            "back\\slash",
+        ],
+        None,
+    )
+    .await;
+    assert!(status.success(), "send failed: {stderr}");
+    assert!(
+        stderr.contains("delivered 3 messages to printer"),
+        "send stderr: {stderr}"
+    );
+    assert_eq!(listener.next_line().await, "args\tplain");
+    assert_eq!(listener.next_line().await, "args\ttab\\there\\nand newline");
+    assert_eq!(listener.next_line().await, "args\tback\\\\slash");
+    let (rest, _) = listener.terminate().await;
+    assert!(rest.is_empty(), "unexpected output: {rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_nobody_fails_with_one_error_line() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("pick a port")
+        .port();
+    let to = format!("127.0.0.1:{port}");
+    let (status, stderr) = send(
+        &["--id", "lonely", "--to", &to, "--timeout", "1", "hi"],
+        None,
+    )
+    .await;
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_echo_sends_every_message_back_in_order() {
+    // More than a window and an inbox (16,384 each): echoing must not deadlock.
+    const N: usize = 100_000;
+    let mut listener = listen("echoer", &["--echo"]).await;
+    let node = Node::builder("client").start().await.expect("start node");
+    let peer = timeout(WAIT, node.connect(listener.addr.as_str()))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    assert_eq!(peer.name(), "echoer");
+    let mut events = node.events();
+    let sending = {
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                peer.send(&format!("echo {i}\twith tab"))
+                    .await
+                    .expect("send");
+            }
+        })
+    };
+    let expected: Vec<String> = (0..N).map(|i| format!("echo {i}\twith tab")).collect();
+    let mut echoes: Vec<String> = Vec::with_capacity(N);
+    let receive_echoes = async {
+        while echoes.len() < N {
+            match events.recv().await.expect("node running") {
+                Event::Message { peer } => {
+                    echoes.extend(peer.read_all::<String>().expect("strings"))
+                }
+                Event::SessionLost { reason, .. } => panic!("session lost: {reason:?}"),
+                _ => {}
+            }
+        }
+    };
+    // The listener prints them too, escaped; its stdout must be read meanwhile, or it blocks.
+    let mut printed = 0;
+    let read_output = async {
+        for text in &expected {
+            let line = listener.next_line().await;
+            let message = text.replace('\t', "\\t");
+            assert_eq!(line, format!("client\t{message}"));
+            printed += 1;
+        }
+    };
+    timeout(WAIT, async { tokio::join!(receive_echoes, read_output) })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "timed out: {} echoes, {printed} lines printed, client {:?}",
+                echoes.len(),
+                peer.stats()
+            )
+        });
+    sending.await.expect("sending task");
+    assert_eq!(echoes, expected);
+    node.shutdown().await;
+    let (rest, _) = listener.terminate().await;
+    assert!(rest.is_empty(), "unexpected output: {rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_exits_0_on_sigterm_printing_only_messages() {
+    // Idle listener: nothing at all on stdout.
+    let idle = listen("idle", &[]).await;
+    let (rest, _) = idle.terminate().await;
+    assert!(rest.is_empty(), "unexpected output: {rest:?}");
+
+    // After messages: exactly those lines.
+    let mut listener = listen("busy", &[]).await;
+    let (status, stderr) = send(&["--id", "one", "--to", &listener.addr, "a", "b"], None).await;
+    assert!(status.success(), "send failed: {stderr}");
+    assert_eq!(listener.next_line().await, "one\ta");
+    assert_eq!(listener.next_line().await, "one\tb");
+    let (rest, stderr) = listener.terminate().await;
+    assert!(rest.is_empty(), "unexpected output: {rest:?}");
+    assert!(!stderr.contains("error"), "listener stderr: {stderr}");
+}
+
+async fn help(args: &[&str]) -> String {
+    let output = timeout(WAIT, command(args).output())
+        .await
+        .expect("help in time")
+        .expect("run help");
+    assert!(output.status.success(), "{args:?} failed");
+    String::from_utf8(output.stdout).expect("utf-8 help")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_mentions_every_option() {
+    let top = help(&["--help"]).await;
+    for word in ["listen", "send", "RUST_LOG", "Exit status"] {
+        assert!(top.contains(word), "top-level help lacks {word}:\n{top}");
+    }
+    let listen = help(&["listen", "--help"]).await;
+    for word in [
+        "--id",
+        "--bind",
+        "--echo",
+        "listening on ADDR as ID",
+        "PEER-ID<TAB>MESSAGE",
+        "\\n",
+        "\\t",
+        "SIGTERM",
+        "status 0",
+    ] {
+        assert!(listen.contains(word), "listen help lacks {word}:\n{listen}");
+    }
+    let send = help(&["send", "--help"]).await;
+    for word in [
+        "--id",
+        "--to",
+        "--timeout",
+        "--print-replies",
+        "MESSAGE",
+        "stdin",
+        "delivered N messages to PEER-ID",
+        "restarts",
+        "status 1",
+    ] {
+        assert!(send.contains(word), "send help lacks {word}:\n{send}");
+    }
+}

@@ -161,8 +161,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     bars.finish(&at_alice, &at_bob, &to_alice, &proxy);
     let sends_ok = finished
-        && bob_sends.await.map_or(false, |r| r.is_ok())
-        && alice_sends.await.map_or(false, |r| r.is_ok());
+        && bob_sends.await.is_ok_and(|r| r.is_ok())
+        && alice_sends.await.is_ok_and(|r| r.is_ok());
 
     let reconnects = to_alice.stats().reconnects;
     let stats = proxy.stats();

@@ -341,3 +341,59 @@ async fn shutdown_ends_the_peer_session_and_fails_pending_receipts() {
     client.shutdown().await;
     let _ = WAIT;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replying_from_the_event_loop_does_not_deadlock() {
+    // The server answers each message before reading the next: its inbox and its window fill
+    // at once. Acknowledgements must still reach it (they are never stuck behind unread data),
+    // or its `send` would wait forever.
+    const N: u64 = 50_000;
+    let server = Node::builder("echo")
+        .listen("127.0.0.1:0")
+        .inbox(256, 1 << 20)
+        .window(256, 1 << 20)
+        .start()
+        .await
+        .unwrap();
+    let mut server_events = server.events();
+    tokio::spawn(async move {
+        while let Some(event) = server_events.recv().await {
+            if let Event::Message { peer } = event {
+                for m in peer.read_all::<u64>().unwrap() {
+                    peer.send(&m).await.unwrap();
+                }
+            }
+        }
+    });
+    let client = Node::builder("client")
+        .inbox(256, 1 << 20)
+        .window(256, 1 << 20)
+        .start()
+        .await
+        .unwrap();
+    let mut client_events = client.events();
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    let sender = tokio::spawn({
+        let peer = peer.clone();
+        async move {
+            for i in 0..N {
+                peer.send(&i).await.unwrap();
+            }
+        }
+    });
+    let mut next = 0u64;
+    within("every echo", async {
+        while next < N {
+            if let Some(Event::Message { peer }) = client_events.recv().await {
+                for m in peer.read_all::<u64>().unwrap() {
+                    assert_eq!(m, next, "echoes in order, once");
+                    next += 1;
+                }
+            }
+        }
+    })
+    .await;
+    sender.await.unwrap();
+    client.shutdown().await;
+    server.shutdown().await;
+}

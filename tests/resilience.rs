@@ -16,6 +16,8 @@ const FRESH: SessionOffer = SessionOffer {
     session_id: 0,
     nonce: 0x5eed,
     next_expected: 1,
+    window_messages: 1000,
+    window_bytes: 1 << 20,
 };
 
 #[tokio::test]
@@ -64,7 +66,13 @@ async fn a_newer_connection_takes_over_and_the_old_one_is_closed_with_a_reason()
     // Both sides derive the new session's id from the two nonces.
     let session_id = offer.nonce ^ FRESH.nonce;
     // Confirm, then deliver one message on the first connection.
-    first.send(&Frame::Ack { up_to: 0 }).await;
+    first
+        .send(&Frame::Ack {
+            up_to: 0,
+            window_messages: 1000,
+            window_bytes: 1 << 20,
+        })
+        .await;
     first
         .send(&Frame::Data {
             seq: 1,
@@ -90,6 +98,7 @@ async fn a_newer_connection_takes_over_and_the_old_one_is_closed_with_a_reason()
                 session_id,
                 nonce: 0x5eed2,
                 next_expected: 1,
+                ..FRESH
             },
         )
         .await;

@@ -327,7 +327,7 @@ impl Conn {
         loop {
             let woken = wake.notified();
             let now = Instant::now();
-            let (want_read, timeout) = {
+            let timeout = {
                 let mut core = peer.lock();
                 if core.session.link_id() != Some(link) {
                     return (established, End::Replaced);
@@ -349,7 +349,7 @@ impl Conn {
                         let _ = tx.send(Ok(Peer::from_inner(peer.clone())));
                     }
                 }
-                (core.session.wants_input(), core.session.poll_timeout())
+                core.session.poll_timeout()
             };
             if let Err(e) = self.write_some(stream) {
                 return (established, End::Io(e));
@@ -370,7 +370,7 @@ impl Conn {
                     }
                     return (established, end);
                 }
-                r = stream.readable(), if want_read => {
+                r = stream.readable() => {
                     if let Err(e) = r {
                         return (established, End::Io(e));
                     }

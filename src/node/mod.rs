@@ -97,6 +97,10 @@ impl NodeConfig {
         )?;
         check(p.window.max_message > 0, "max message size must be > 0")?;
         check(
+            p.inbox.bytes >= p.window.max_message,
+            "inbox bytes must hold at least one message of the maximum size",
+        )?;
+        check(
             !p.handshake_timeout.is_zero(),
             "handshake timeout must be > 0",
         )?;

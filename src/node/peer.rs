@@ -272,10 +272,10 @@ impl Peer {
     }
 
     fn take(&self, core: &mut PeerCore, n: usize) -> Vec<Bytes> {
-        let was_full = !core.session.wants_input();
+        let had_work = core.session.wants_transmit();
         let taken = core.session.read(n);
-        if was_full && core.session.wants_input() {
-            // The driver stopped reading the socket while the inbox was full.
+        if !had_work && core.session.wants_transmit() {
+            // Reading opened the peer's window enough to tell it (see `Inbound`).
             core.wake.notify_one();
         }
         taken

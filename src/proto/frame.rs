@@ -43,10 +43,16 @@ pub enum Frame {
         /// The message, opaque to the protocol.
         payload: Bytes,
     },
-    /// Cumulative acknowledgement: every message with `seq <= up_to` has been received.
+    /// Cumulative acknowledgement: every message with `seq <= up_to` has been received. Also
+    /// grants the flow-control window: the sender may transmit messages `up_to + 1 ..=
+    /// up_to + window_messages` whose payloads total at most `window_bytes`.
     Ack {
         /// Highest sequence number received in order.
         up_to: u64,
+        /// Messages the receiver can still take beyond `up_to`.
+        window_messages: u64,
+        /// Payload bytes the receiver can still take beyond `up_to`.
+        window_bytes: u64,
     },
     /// Keeps an idle connection observably alive.
     Ping,
@@ -87,6 +93,11 @@ pub struct SessionOffer {
     pub nonce: u64,
     /// The sequence number the sender expects next from the receiver (1 when it has no session).
     pub next_expected: u64,
+    /// The initial flow-control window: messages the sender can take from the receiver,
+    /// counted after `next_expected - 1` (after 0 if the session turns out to be new).
+    pub window_messages: u64,
+    /// The initial flow-control window in payload bytes, counted the same way.
+    pub window_bytes: u64,
 }
 
 /// Why a connection is closed; carried by CLOSE frames.
@@ -281,13 +292,15 @@ fn parse_body(kind: u8, mut body: Bytes) -> Result<Frame, FrameError> {
             }))
         }
         kind::SESSION => {
-            if body.remaining() < 24 {
+            if body.remaining() < 40 {
                 return Err(malformed("SESSION", "too short"));
             }
             Ok(Frame::Session(SessionOffer {
                 session_id: body.get_u64(),
                 nonce: body.get_u64(),
                 next_expected: body.get_u64(),
+                window_messages: body.get_u64(),
+                window_bytes: body.get_u64(),
             }))
         }
         kind::DATA => {
@@ -298,11 +311,13 @@ fn parse_body(kind: u8, mut body: Bytes) -> Result<Frame, FrameError> {
             Ok(Frame::Data { seq, payload: body })
         }
         kind::ACK => {
-            if body.remaining() != 8 {
+            if body.remaining() != 24 {
                 return Err(malformed("ACK", "wrong length"));
             }
             Ok(Frame::Ack {
                 up_to: body.get_u64(),
+                window_messages: body.get_u64(),
+                window_bytes: body.get_u64(),
             })
         }
         kind::PING => {
@@ -345,15 +360,23 @@ pub fn encode(frame: &Frame, out: &mut impl BufMut) {
             out.put_slice(name.as_bytes());
         }
         Frame::Session(s) => {
-            put_header(out, kind::SESSION, 24);
+            put_header(out, kind::SESSION, 40);
             out.put_u64(s.session_id);
             out.put_u64(s.nonce);
             out.put_u64(s.next_expected);
+            out.put_u64(s.window_messages);
+            out.put_u64(s.window_bytes);
         }
         Frame::Data { seq, payload } => encode_data(*seq, payload, out),
-        Frame::Ack { up_to } => {
-            put_header(out, kind::ACK, 8);
+        Frame::Ack {
+            up_to,
+            window_messages,
+            window_bytes,
+        } => {
+            put_header(out, kind::ACK, 24);
             out.put_u64(*up_to);
+            out.put_u64(*window_messages);
+            out.put_u64(*window_bytes);
         }
         Frame::Ping => put_header(out, kind::PING, 0),
         Frame::Close { code, reason } => {
@@ -424,6 +447,8 @@ mod tests {
             session_id: 7,
             nonce: 9,
             next_expected: 42,
+            window_messages: 100,
+            window_bytes: 1 << 20,
         }));
         round_trip(Frame::Data {
             seq: 1,
@@ -433,7 +458,11 @@ mod tests {
             seq: u64::MAX,
             payload: Bytes::new(),
         });
-        round_trip(Frame::Ack { up_to: 99 });
+        round_trip(Frame::Ack {
+            up_to: 99,
+            window_messages: 5,
+            window_bytes: 500,
+        });
         round_trip(Frame::Ping);
         round_trip(Frame::Close {
             code: CloseCode::Replaced,

@@ -1,19 +1,24 @@
 //! The receiving half of a session: in-order acceptance, duplicate drop, the bounded inbox,
-//! and the acknowledgement owed to the peer.
+//! the acknowledgement owed to the peer, and the flow-control window granted to it.
+//!
+//! The inbox never holds more than its limits: the peer may only send what the window we
+//! advertised allows (free inbox slots and bytes, counted from the last acknowledged message),
+//! and DATA beyond it is a protocol violation. So the node can always read its socket, and
+//! acknowledgements are never stuck behind data the application has not read yet.
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::ProtocolViolation;
+use super::frame::{self, Frame};
 
 /// Limits of the inbox.
 #[derive(Debug, Clone, Copy)]
 pub struct InboxLimits {
     /// Most messages held for the application.
     pub messages: usize,
-    /// Most payload bytes held for the application (may be exceeded by the one message that
-    /// crossed the line).
+    /// Most payload bytes held for the application.
     pub bytes: usize,
 }
 
@@ -28,6 +33,12 @@ pub struct Inbound {
     /// Messages received in order, waiting for the application.
     inbox: VecDeque<Bytes>,
     inbox_bytes: usize,
+    /// Payload bytes accepted in this session (through `next_expected - 1`).
+    received_bytes: u64,
+    /// The peer may send up to this sequence number (what we last advertised).
+    limit_seq: u64,
+    /// The peer may send until `received_bytes` reaches this (what we last advertised).
+    limit_bytes: u64,
 }
 
 /// What happened to an incoming DATA frame.
@@ -48,6 +59,9 @@ impl Inbound {
             acked: 0,
             inbox: VecDeque::new(),
             inbox_bytes: 0,
+            received_bytes: 0,
+            limit_seq: 0,
+            limit_bytes: 0,
         }
     }
 
@@ -56,10 +70,31 @@ impl Inbound {
         self.next_expected
     }
 
-    /// Whether the inbox can take another message; when it cannot, the driver stops reading
-    /// the socket so that TCP pushes back on the sender.
-    pub fn has_room(&self) -> bool {
-        self.inbox.len() < self.limits.messages && self.inbox_bytes < self.limits.bytes
+    /// The window to grant: free inbox slots and bytes. Counted from the last acknowledged
+    /// message, since everything up to it is already in the inbox.
+    pub fn window(&self) -> (u64, u64) {
+        let messages = self.limits.messages.saturating_sub(self.inbox.len());
+        let bytes = self.limits.bytes.saturating_sub(self.inbox_bytes);
+        (messages as u64, bytes as u64)
+    }
+
+    /// Records that `window` was advertised to the peer, counted from `next_expected - 1`.
+    pub fn advertise(&mut self, (messages, bytes): (u64, u64)) {
+        // Never shrinks: the peer may already be sending into what it was granted.
+        self.limit_seq = self.limit_seq.max(self.next_expected - 1 + messages);
+        self.limit_bytes = self.limit_bytes.max(self.received_bytes + bytes);
+    }
+
+    /// Whether the window grew enough since it was last advertised to be worth telling the
+    /// peer without waiting for data to acknowledge: by a quarter of a limit, or to all of it.
+    pub fn window_update_due(&self) -> bool {
+        let (messages, bytes) = self.window();
+        let grown_messages = (self.next_expected - 1 + messages).saturating_sub(self.limit_seq);
+        let grown_bytes = (self.received_bytes + bytes).saturating_sub(self.limit_bytes);
+        let quarter = |limit: usize| (limit as u64 / 4).max(1);
+        grown_messages >= quarter(self.limits.messages)
+            || grown_bytes >= quarter(self.limits.bytes)
+            || (self.inbox.is_empty() && (grown_messages > 0 || grown_bytes > 0))
     }
 
     /// Accepts a DATA frame: appends it, drops it as a duplicate, or reports a gap.
@@ -81,7 +116,17 @@ impl Inbound {
                 got: seq,
             });
         }
+        let len = payload.len() as u64;
+        if seq > self.limit_seq || self.received_bytes + len > self.limit_bytes {
+            return Err(ProtocolViolation::FlowControl {
+                seq,
+                limit_seq: self.limit_seq,
+                bytes: self.received_bytes + len,
+                limit_bytes: self.limit_bytes,
+            });
+        }
         self.next_expected += 1;
+        self.received_bytes += len;
         self.inbox_bytes += payload.len();
         self.inbox.push_back(payload);
         Ok(Accepted::New)
@@ -91,6 +136,22 @@ impl Inbound {
     pub fn ack_due(&self) -> Option<u64> {
         let up_to = self.next_expected - 1;
         (up_to > self.acked).then_some(up_to)
+    }
+
+    /// Appends an ACK of everything received so far, granting the current window.
+    pub fn write_ack(&mut self, out: &mut BytesMut) {
+        let up_to = self.next_expected - 1;
+        let window = self.window();
+        frame::encode(
+            &Frame::Ack {
+                up_to,
+                window_messages: window.0,
+                window_bytes: window.1,
+            },
+            out,
+        );
+        self.ack_sent(up_to);
+        self.advertise(window);
     }
 
     /// Records that an ACK up to `up_to` was written.
@@ -103,10 +164,14 @@ impl Inbound {
         self.acked = self.next_expected - 1;
     }
 
-    /// A new session: numbering restarts; messages already in the inbox stay for the application.
+    /// A new session: numbering restarts; messages already in the inbox stay for the application
+    /// (and keep occupying it). Nothing is granted until the next advertisement.
     pub fn reset(&mut self) {
         self.next_expected = 1;
         self.acked = 0;
+        self.received_bytes = 0;
+        self.limit_seq = 0;
+        self.limit_bytes = 0;
     }
 
     /// Whether no message waits for the application.
@@ -148,6 +213,7 @@ mod tests {
             messages: 10,
             bytes: 100,
         });
+        inb.advertise(inb.window());
         let p = || Bytes::from_static(b"x");
         assert_eq!(inb.on_data(1, p()), Ok(Accepted::New));
         assert_eq!(inb.on_data(1, p()), Ok(Accepted::Duplicate));
@@ -161,17 +227,26 @@ mod tests {
     }
 
     #[test]
-    fn room_is_bounded() {
+    fn the_window_is_the_free_inbox_and_data_beyond_it_is_refused() {
         let mut inb = Inbound::new(InboxLimits {
             messages: 2,
             bytes: 100,
         });
+        assert_eq!(inb.window(), (2, 100));
+        inb.advertise(inb.window());
         inb.on_data(1, Bytes::from_static(b"a")).unwrap();
-        assert!(inb.has_room());
+        assert_eq!(inb.window(), (1, 99));
         inb.on_data(2, Bytes::from_static(b"b")).unwrap();
-        assert!(!inb.has_room());
+        assert_eq!(inb.window(), (0, 98));
+        assert!(matches!(
+            inb.on_data(3, Bytes::from_static(b"c")),
+            Err(ProtocolViolation::FlowControl { .. })
+        ));
+        assert!(!inb.window_update_due());
         inb.take(5);
-        assert!(inb.has_room());
-        assert_eq!(inb.bytes(), 0);
+        assert!(inb.window_update_due(), "an emptied inbox is worth telling");
+        inb.advertise(inb.window());
+        inb.on_data(3, Bytes::from_static(b"c")).unwrap();
+        assert_eq!(inb.bytes(), 1);
     }
 }

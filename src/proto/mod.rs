@@ -145,6 +145,20 @@ pub enum ProtocolViolation {
         /// The highest number we sent.
         sent: u64,
     },
+    /// DATA beyond the flow-control window we granted.
+    #[error(
+        "message {seq} ({bytes} bytes in the session) exceeds the granted window (up to {limit_seq}, {limit_bytes} bytes)"
+    )]
+    FlowControl {
+        /// The message's sequence number.
+        seq: u64,
+        /// Session payload bytes including it.
+        bytes: u64,
+        /// The highest sequence number granted.
+        limit_seq: u64,
+        /// The session payload bytes granted.
+        limit_bytes: u64,
+    },
     /// A resume point outside what is unacknowledged.
     #[error("resume from {next_expected} is outside {acked}+1..={sent}+1")]
     BadResumePoint {

@@ -48,6 +48,14 @@ pub struct Outbound {
     cursor: u64,
     /// Highest sequence number ever transmitted in this session (0 = none).
     max_transmitted: u64,
+    /// Payload bytes of every acknowledged message in this session (through `first_seq - 1`).
+    acked_bytes: u64,
+    /// Payload bytes of every message before `cursor` in this session.
+    cursor_bytes: u64,
+    /// Flow control granted by the peer: transmit up to this sequence number...
+    credit_seq: u64,
+    /// ...while the session's cumulative payload bytes stay within this.
+    credit_bytes: u64,
 }
 
 impl Outbound {
@@ -60,6 +68,10 @@ impl Outbound {
             first_seq: 1,
             cursor: 1,
             max_transmitted: 0,
+            acked_bytes: 0,
+            cursor_bytes: 0,
+            credit_seq: 0,
+            credit_bytes: 0,
         }
     }
 
@@ -114,19 +126,40 @@ impl Outbound {
         Ok(seq)
     }
 
-    /// The next message to transmit on this connection, if any; advances the cursor.
+    /// The next message to transmit on this connection, if any and if the peer's window allows
+    /// it; advances the cursor.
     pub fn next_to_transmit(&mut self) -> Option<(u64, &Bytes)> {
+        if !self.can_transmit() {
+            return None;
+        }
         let index = usize::try_from(self.cursor - self.first_seq).ok()?;
         let payload = self.queue.get(index)?;
         let seq = self.cursor;
         self.cursor += 1;
+        self.cursor_bytes += payload.len() as u64;
         self.max_transmitted = self.max_transmitted.max(seq);
         Some((seq, payload))
     }
 
-    /// Whether anything waits to be transmitted on this connection.
-    pub fn has_untransmitted(&self) -> bool {
-        self.cursor < self.next_seq()
+    /// Whether a message waits to be transmitted and the peer's window admits it.
+    pub fn can_transmit(&self) -> bool {
+        let index = usize::try_from(self.cursor - self.first_seq).unwrap_or(usize::MAX);
+        self.queue.get(index).is_some_and(|payload| {
+            self.cursor <= self.credit_seq
+                && self.cursor_bytes + payload.len() as u64 <= self.credit_bytes
+        })
+    }
+
+    /// The peer's window, counted from `up_to` (which must have been acknowledged already:
+    /// call after [`Outbound::on_ack`] or [`Outbound::resume_from`]).
+    pub fn grant(&mut self, up_to: u64, messages: u64, bytes: u64) {
+        if up_to != self.acked() {
+            return; // a window relative to an older acknowledgement; a newer one follows
+        }
+        self.credit_seq = self.credit_seq.max(up_to.saturating_add(messages));
+        self.credit_bytes = self
+            .credit_bytes
+            .max(self.acked_bytes.saturating_add(bytes));
     }
 
     /// Cumulative acknowledgement. Returns how many messages it released.
@@ -145,10 +178,14 @@ impl Outbound {
                 break;
             };
             self.queued_bytes -= payload.len();
+            self.acked_bytes += payload.len() as u64;
             self.first_seq += 1;
             released += 1;
         }
-        self.cursor = self.cursor.max(self.first_seq);
+        if self.cursor < self.first_seq {
+            self.cursor = self.first_seq;
+            self.cursor_bytes = self.acked_bytes;
+        }
         Ok(released)
     }
 
@@ -163,13 +200,17 @@ impl Outbound {
             });
         }
         let released = self.on_ack(next_expected - 1)?;
-        self.cursor = next_expected;
+        self.rewind();
         Ok(released)
     }
 
-    /// Before a new connection's handshake: nothing is transmitted until the peer says where.
+    /// Before a new connection's handshake: nothing is transmitted until the peer says where
+    /// and grants a window.
     pub fn rewind(&mut self) {
         self.cursor = self.first_seq;
+        self.cursor_bytes = self.acked_bytes;
+        self.credit_seq = 0;
+        self.credit_bytes = 0;
     }
 
     /// Ends the session: every unacknowledged message is handed back, numbering restarts at 1.
@@ -217,15 +258,23 @@ mod tests {
         for m in ["a", "b", "c", "d"] {
             out.push(msg(m)).unwrap();
         }
+        assert!(
+            out.next_to_transmit().is_none(),
+            "nothing before the peer grants a window"
+        );
+        out.grant(0, 3, 1000);
         let sent: Vec<u64> =
             std::iter::from_fn(|| out.next_to_transmit().map(|(s, _)| s)).collect();
-        assert_eq!(sent, [1, 2, 3, 4]);
+        assert_eq!(sent, [1, 2, 3], "the window is 3 messages");
+        out.grant(0, 10, 1000);
+        assert_eq!(out.next_to_transmit().map(|(s, _)| s), Some(4));
         assert_eq!(out.on_ack(2), Ok(2));
         assert_eq!(out.on_ack(1), Ok(0), "stale ack is harmless");
         assert!(out.on_ack(5).is_err(), "ack of a message never sent");
         out.rewind();
         // The peer got 3 but its ack was lost with the connection.
         assert_eq!(out.resume_from(4), Ok(1));
+        out.grant(3, 10, 1000);
         assert_eq!(
             out.next_to_transmit().map(|(s, p)| (s, p.clone())),
             Some((4, msg("d")))
@@ -246,6 +295,7 @@ mod tests {
         for m in ["a", "b", "c"] {
             out.push(msg(m)).unwrap();
         }
+        out.grant(0, 10, 1000);
         out.next_to_transmit();
         out.on_ack(1).unwrap();
         assert_eq!(out.reset(), vec![msg("b"), msg("c")]);

@@ -88,6 +88,8 @@ struct Link {
     peer_incarnation: u64,
     phase: Phase,
     offer_to_send: Option<SessionOffer>,
+    /// The flow-control window our SESSION offer granted.
+    offered_window: (u64, u64),
     /// Our SESSION nonce on this link.
     nonce: u64,
     last_recv: Instant,
@@ -96,8 +98,6 @@ struct Link {
     /// Send an ACK right after establishing, even if none is owed: it tells the peer that we
     /// established the session (see `Session::confirmed`).
     confirm_due: bool,
-    /// The inbox was full at the last input: we stopped reading, so silence proves nothing.
-    paused: bool,
     /// Bytes left unconsumed in the input buffer by the last `handle_input`: more than that at
     /// the next call means bytes arrived, which proves the peer alive even mid-frame.
     leftover: usize,
@@ -240,11 +240,6 @@ impl Session {
         )
     }
 
-    /// Whether the driver should read more bytes (false while the inbox is full).
-    pub fn wants_input(&self) -> bool {
-        !self.is_established() || self.inbound.has_room()
-    }
-
     /// The next thing the application should hear about.
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
@@ -269,6 +264,7 @@ impl Session {
             self.lose(LostReason::PeerRestarted);
         }
         let has_session = self.session_id != 0;
+        let window = self.inbound.window();
         let offer = SessionOffer {
             session_id: self.session_id,
             nonce,
@@ -277,6 +273,8 @@ impl Session {
             } else {
                 1
             },
+            window_messages: window.0,
+            window_bytes: window.1,
         };
         self.outbound.rewind();
         self.peer_max_message = hello.max_message.min(self.config.window.max_message);
@@ -297,12 +295,12 @@ impl Session {
                 deadline,
             },
             offer_to_send: Some(offer),
+            offered_window: window,
             nonce,
             last_recv: now,
             last_send: now,
             ping_due: false,
             confirm_due: false,
-            paused: false,
             leftover: 0,
             heartbeat: self
                 .config
@@ -327,8 +325,8 @@ impl Session {
         self.outbound.rewind();
     }
 
-    /// Processes whole frames from the front of `buf`, as many as the inbox takes; the rest stay
-    /// in `buf` for later. On error the link is detached and the driver should send a CLOSE with
+    /// Processes every whole frame at the front of `buf`; a partial frame stays in `buf` for
+    /// later. (The inbox cannot overflow: the peer may only send what our window granted.) On error the link is detached and the driver should send a CLOSE with
     /// [`LinkError::close_code`] and drop the connection.
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), LinkError> {
         let result = self.process_input(now, buf);
@@ -350,17 +348,6 @@ impl Session {
             let Some(link) = self.link.as_mut() else {
                 break Ok(());
             };
-            // Only DATA fills the inbox, and DATA only comes once established: the handshake
-            // proceeds whatever the application's reading.
-            if matches!(link.phase, Phase::Established) && !self.inbound.has_room() {
-                link.paused = true;
-                break Ok(());
-            }
-            if link.paused {
-                // Reading again after a pause: the silence was ours, not the peer's.
-                link.paused = false;
-                link.last_recv = now;
-            }
             // The frame limit grows once the handshake is done.
             let max_len = match link.phase {
                 Phase::Established => self.config.max_frame_len,
@@ -420,9 +407,18 @@ impl Session {
                 let accepted = self.inbound.on_data(*seq, payload.clone())?;
                 Ok(accepted == Accepted::New)
             }
-            (Phase::Established, Frame::Ack { up_to }) => {
+            (
+                Phase::Established,
+                Frame::Ack {
+                    up_to,
+                    window_messages,
+                    window_bytes,
+                },
+            ) => {
                 self.confirmed = true;
-                if self.outbound.on_ack(*up_to)? > 0 {
+                let released = self.outbound.on_ack(*up_to)?;
+                self.outbound.grant(*up_to, *window_messages, *window_bytes);
+                if released > 0 {
                     self.events
                         .push_back(SessionEvent::Delivered { up_to: *up_to });
                 }
@@ -449,6 +445,11 @@ impl Session {
                     up_to: self.outbound.acked(),
                 });
             }
+            self.outbound.grant(
+                offer.next_expected - 1,
+                offer.window_messages,
+                offer.window_bytes,
+            );
             self.confirmed = true;
         } else {
             if has_session && self.confirmed {
@@ -461,11 +462,14 @@ impl Session {
             // A new session. Messages queued since the last loss (numbered from 1) go out now.
             self.inbound.reset();
             self.outbound.rewind();
+            self.outbound
+                .grant(0, offer.window_messages, offer.window_bytes);
         }
         self.inbound.on_new_link();
         let Some(link) = self.link.as_mut() else {
             return Ok(());
         };
+        self.inbound.advertise(link.offered_window);
         self.peer_incarnation = link.peer_incarnation;
         if !resumed {
             self.session_id = (link.nonce ^ offer.nonce).max(1);
@@ -499,14 +503,11 @@ impl Session {
         if !self.is_established() {
             return false;
         }
-        match self.inbound.ack_due() {
-            Some(up_to) => {
-                frame::encode(&Frame::Ack { up_to }, out);
-                self.inbound.ack_sent(up_to);
-                true
-            }
-            None => false,
+        if self.inbound.ack_due().is_none() {
+            return false;
         }
+        self.inbound.write_ack(out);
+        true
     }
 
     /// Appends frames to send to `out` until it holds at least `limit` bytes or nothing is left.
@@ -521,13 +522,8 @@ impl Session {
         }
         if matches!(link.phase, Phase::Established) {
             let confirm = std::mem::take(&mut link.confirm_due);
-            if let Some(up_to) = self
-                .inbound
-                .ack_due()
-                .or(confirm.then(|| self.inbound.next_expected() - 1))
-            {
-                frame::encode(&Frame::Ack { up_to }, out);
-                self.inbound.ack_sent(up_to);
+            if confirm || self.inbound.ack_due().is_some() || self.inbound.window_update_due() {
+                self.inbound.write_ack(out);
             }
             while self.confirmed && out.len() < limit {
                 let Some((seq, payload)) = self.outbound.next_to_transmit() else {
@@ -557,7 +553,8 @@ impl Session {
                     || (matches!(link.phase, Phase::Established)
                         && (link.confirm_due
                             || self.inbound.ack_due().is_some()
-                            || (self.confirmed && self.outbound.has_untransmitted())))
+                            || self.inbound.window_update_due()
+                            || (self.confirmed && self.outbound.can_transmit())))
             }
         }
     }
@@ -566,10 +563,8 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.link {
             Some(link) => {
-                let mut at = link.last_send + link.heartbeat;
-                if !link.paused {
-                    at = at.min(link.last_recv + self.config.idle_timeout);
-                }
+                let mut at = (link.last_send + link.heartbeat)
+                    .min(link.last_recv + self.config.idle_timeout);
                 if let Phase::AwaitingOffer { deadline, .. } = link.phase {
                     at = at.min(deadline);
                 }
@@ -597,7 +592,7 @@ impl Session {
             Phase::AwaitingOffer { deadline, .. } if now >= deadline => {
                 Some(LinkError::HandshakeTimeout(config.handshake_timeout))
             }
-            _ if !link.paused && now >= link.last_recv + config.idle_timeout => {
+            _ if now >= link.last_recv + config.idle_timeout => {
                 Some(LinkError::IdleTimeout(config.idle_timeout))
             }
             _ => None,

@@ -52,6 +52,8 @@ fn peer_restart_hands_back_exactly_the_unacked() {
     pair.steps(3);
     assert_eq!(pair.read_all(B), [1, 2, 3, 4]);
     assert_eq!(pair.session(A).acked(), 4);
+    // b's emptied inbox reopens a's window.
+    pair.step();
     // 5..=7 reach b's inbox but its ACK never leaves; 8 and 9 never leave a.
     pair.send(A, 3);
     pair.half_step(A);
@@ -91,8 +93,14 @@ fn peer_restart_hands_back_exactly_the_unacked() {
     assert_eq!(pair.read_all(B), [10]);
     let now = pair.now();
     assert!(matches!(
-        pair.session_mut(A)
-            .handle_frame(now, Frame::Ack { up_to: 4 }),
+        pair.session_mut(A).handle_frame(
+            now,
+            Frame::Ack {
+                up_to: 4,
+                window_messages: 0,
+                window_bytes: 0,
+            },
+        ),
         Err(LinkError::Violation(_))
     ));
     pair.cut();
@@ -255,11 +263,15 @@ fn a_silent_peer_is_declared_dead_after_the_idle_timeout() {
 }
 
 #[test]
-fn a_paused_reader_does_not_time_out_and_is_not_timed_out() {
+fn a_reader_with_a_full_inbox_keeps_the_link_alive() {
     let mut pair = Pair::established();
     pair.send(A, 8);
     pair.steps(4);
-    assert!(!pair.session(B).wants_input(), "b's inbox is full");
+    assert_eq!(
+        pair.session(B).inbox_len(),
+        pair.config.inbox.messages,
+        "b's inbox is full"
+    );
     // Three idle timeouts pass while b's application does not read.
     for _ in 0..12 {
         pair.tick(pair.config.heartbeat_interval);

@@ -57,12 +57,14 @@
 //!   delivered to a different process, and never dropped without telling.
 //! - **Bounded memory.** Each peer has an outbound window ([`NodeBuilder::window`]): [`Peer::send`]
 //!   waits while it is full, [`Peer::try_send`] returns [`Error::Full`]. Each peer has an inbox
-//!   ([`NodeBuilder::inbox`]): while it is full the node stops reading that peer's connection, so
-//!   TCP pushes back on the sender. The notification queue holds at most one pending event of each
-//!   kind per peer.
+//!   ([`NodeBuilder::inbox`]) and grants the sender only what fits in it (credit-based flow
+//!   control), so an application that does not read slows its peers' `send` down instead of
+//!   growing memory. The notification queue holds at most one pending event of each kind per
+//!   peer.
 //!
-//! An application must keep reading its inboxes: a peer whose inbox is full stops acknowledging,
-//! so two applications that only send to each other and never read stall once both inboxes fill.
+//! Acknowledgements never wait behind unread messages (the node always reads its sockets), so an
+//! application may `send().await` from its event loop, replying to each message before reading
+//! the next, without deadlock.
 //!
 //! # Notifications
 //!

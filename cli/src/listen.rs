@@ -46,21 +46,15 @@ pub(crate) struct Args {
     echo: bool,
 }
 
-/// One task per peer reads its inbox and prints; with `--echo`, a second task per peer sends
-/// the messages back, in order.
-///
-/// Reading never waits for echoes to be sent: the node stops reading a peer's socket while that
-/// peer's inbox is full, and with it the acknowledgements that would open our window to the
-/// peer, so a reader blocked on `send` would deadlock with a full inbox and a full window. The
-/// echo queue needs no bound of its own: the peer cannot send more than its window without
-/// reading our acknowledgements, which it only does while its own inbox has room, i.e. while it
-/// takes our echoes.
+/// One task per peer reads its inbox, prints, and with `--echo` sends each batch back before
+/// reading the next. Waiting on `send` while not reading is safe: acknowledgements still arrive
+/// (the node always reads its sockets; flow control keeps the peer within our inbox), and
+/// while we wait, our inbox fills and the peer's window closes, so nothing grows unbounded.
 #[derive(Debug)]
 struct Reader {
     /// Wakes the reader (capacity 1: a pending wake-up covers any number of messages).
     wake: mpsc::Sender<()>,
     task: JoinHandle<()>,
-    echo: Option<JoinHandle<()>>,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -127,9 +121,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for (_, reader) in readers {
         drop(reader.wake);
         let _ = reader.task.await;
-        if let Some(echo) = reader.echo {
-            let _ = echo.await;
-        }
     }
     drop(printer);
     output::finish(writer).await
@@ -137,35 +128,25 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
 fn spawn_reader(peer: Peer, printer: Printer, echo: bool, failed: CancellationToken) -> Reader {
     let (wake, mut woken) = mpsc::channel(1);
-    let (echo_tx, echo) = if echo {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Some(tx), Some(tokio::spawn(echo_loop(peer.clone(), rx))))
-    } else {
-        (None, None)
-    };
     let task = tokio::spawn(async move {
         loop {
-            if !drain(&peer, &printer, echo_tx.as_ref()).await {
+            if !drain(&peer, &printer, echo).await {
                 failed.cancel();
                 return;
             }
             if woken.recv().await.is_none() {
                 // Shutting down: print whatever is still in the inbox.
-                let _ = drain(&peer, &printer, None).await;
+                let _ = drain(&peer, &printer, false).await;
                 return;
             }
         }
     });
-    Reader { wake, task, echo }
+    Reader { wake, task }
 }
 
-/// Reads and prints (and queues for echoing) until the peer's inbox is empty. Returns `false`
-/// if stdout failed.
-async fn drain(
-    peer: &Peer,
-    printer: &Printer,
-    echo: Option<&mpsc::UnboundedSender<Vec<String>>>,
-) -> bool {
+/// Reads and prints (and echoes) until the peer's inbox is empty. Returns `false` if stdout
+/// failed.
+async fn drain(peer: &Peer, printer: &Printer, echo: bool) -> bool {
     loop {
         let messages = read_strings(peer);
         if messages.is_empty() {
@@ -175,22 +156,14 @@ async fn drain(
         if !printer.print(lines).await {
             return false;
         }
-        if let Some(echo) = echo {
-            // Fails only once the echo task stopped (the node is shutting down).
-            let _ = echo.send(messages);
-        }
-    }
-}
-
-/// Sends every queued batch back to `peer`, in order, until the node shuts down.
-async fn echo_loop(peer: Peer, mut batches: mpsc::UnboundedReceiver<Vec<String>>) {
-    while let Some(messages) = batches.recv().await {
-        for message in &messages {
-            match peer.send(message).await {
-                Ok(_) => {}
-                Err(networkio::Error::NodeClosed) => return,
-                Err(e) => {
-                    tracing::warn!(peer = peer.name(), error = %e, "could not echo a message");
+        if echo {
+            for message in &messages {
+                match peer.send(message).await {
+                    Ok(_) => {}
+                    Err(networkio::Error::NodeClosed) => return true,
+                    Err(e) => {
+                        tracing::warn!(peer = peer.name(), error = %e, "could not echo a message");
+                    }
                 }
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! Lines are written by a dedicated thread so a slow stdout never blocks the runtime: a full
 //! channel makes the readers wait, which leaves messages in the node's inbox and, once that is
-//! full, pushes back on the sending peer. Each batch is written to a locked, buffered stdout and
+//! full, closes the sending peer's window (flow control). Each batch is written to a locked, buffered stdout and
 //! flushed once, so every line is complete and visible as soon as its batch is written.
 
 use std::io::{BufWriter, Write};

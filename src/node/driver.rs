@@ -2,9 +2,10 @@
 //!
 //! The loop: lock the peer, feed the session what was read, fire due timers, collect what to
 //! write and the session's events; unlock; write what the socket takes without blocking; then
-//! wait for the first of: socket readable (only while the inbox has room, so a full inbox makes
-//! TCP push back on the sender), socket writable (only with bytes pending), a wake-up from a
-//! `Peer` handle, the session's next timer, or shutdown.
+//! wait for the first of: socket readable (always: flow control keeps the peer within the
+//! inbox, so reading never needs to pause and acknowledgements are never stuck), socket writable
+//! (only with bytes pending), a wake-up from a `Peer` handle, the session's next timer, or
+//! shutdown.
 
 use std::io;
 use std::sync::Arc;

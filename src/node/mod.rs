@@ -149,7 +149,8 @@ impl NodeBuilder {
     }
 
     /// Inbox per peer: messages and payload bytes received but not yet read (default 16,384
-    /// and 8 MiB). While it is full the node stops reading from that peer.
+    /// and 8 MiB). The peer may only send what fits (flow control); the byte limit must be at
+    /// least the maximum message size.
     pub fn inbox(mut self, messages: usize, bytes: usize) -> Self {
         self.config.protocol.inbox.messages = messages;
         self.config.protocol.inbox.bytes = bytes;

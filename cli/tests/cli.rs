@@ -3,14 +3,16 @@
 //! Every wait is on an event (a line of output, a process exit) bounded by a timeout; child
 //! processes are killed when their guard drops, even if a test fails.
 
+use std::hash::{BuildHasher, RandomState};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use networkio::{Event, Node};
+use networkio_chaos::{ChaosConfig, ChaosProxy};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{Instant, sleep_until, timeout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_networkio");
 /// Bound of any single wait; generous for slow CI machines.
@@ -189,15 +191,12 @@ async fn send(args: &[&str], stdin: Option<Vec<u8>>) -> (ExitStatus, String) {
 async fn stdin_100k_messages_arrive_exactly_once_in_order() {
     const N: usize = 100_000;
     let mut listener = listen("sink", &[]).await;
-    let mut input = String::with_capacity(N * 11);
-    for i in 0..N {
-        input.push_str(&format!("msg-{i:06}\n"));
-    }
+    let input = numbered_lines(N);
     let addr = listener.addr.clone();
     let sender = tokio::spawn(async move {
         send(
             &["--id", "source", "--to", &addr, "--timeout", "30"],
-            Some(input.into_bytes()),
+            Some(input),
         )
         .await
     });
@@ -215,15 +214,35 @@ async fn stdin_100k_messages_arrive_exactly_once_in_order() {
     let (rest, _) = listener.terminate().await;
     lines.extend(rest);
 
-    // One checker: lost, duplicated and out-of-order lines must all be zero.
-    let mut seen = vec![0u32; N];
+    assert_eq!(
+        delivery_errors(&lines, "source", N),
+        (0, 0, 0, 0),
+        "(lost, duplicated, out of order, malformed)"
+    );
+}
+
+/// The input of `n` numbered messages, one per line: `msg-000000` to `msg-{n-1}`.
+fn numbered_lines(n: usize) -> Vec<u8> {
+    let mut input = String::with_capacity(n * 11);
+    for i in 0..n {
+        input.push_str(&format!("msg-{i:06}\n"));
+    }
+    input.into_bytes()
+}
+
+/// The one checker of the listener's output for [`numbered_lines`] sent by `from`: returns
+/// (lost, duplicated, out of order, malformed), all zero when every message was printed
+/// exactly once and in order.
+fn delivery_errors(lines: &[String], from: &str, n: usize) -> (usize, u32, usize, usize) {
+    let prefix = format!("{from}\tmsg-");
+    let mut seen = vec![0u32; n];
     let (mut malformed, mut out_of_order) = (0, 0);
     let mut previous: Option<usize> = None;
-    for line in &lines {
+    for line in lines {
         let index = line
-            .strip_prefix("source\tmsg-")
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n < N);
+            .strip_prefix(prefix.as_str())
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|&i| i < n);
         let Some(index) = index else {
             malformed += 1;
             continue;
@@ -236,11 +255,7 @@ async fn stdin_100k_messages_arrive_exactly_once_in_order() {
     }
     let lost = seen.iter().filter(|&&c| c == 0).count();
     let duplicated: u32 = seen.iter().map(|&c| c.saturating_sub(1)).sum();
-    assert_eq!(
-        (lost, duplicated, out_of_order, malformed),
-        (0, 0, 0, 0),
-        "(lost, duplicated, out of order, malformed)"
-    );
+    (lost, duplicated, out_of_order, malformed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,4 +426,149 @@ async fn help_mentions_every_option() {
     ] {
         assert!(send.contains(word), "send help lacks {word}:\n{send}");
     }
+}
+
+/// The chaos seed: env `NETWORKIO_SEED` to replay a run, otherwise random. Printed, so a
+/// failing run can be replayed.
+fn chaos_seed(test: &str) -> u64 {
+    let seed = match std::env::var("NETWORKIO_SEED") {
+        Ok(text) => text.trim().parse().expect("NETWORKIO_SEED is a u64"),
+        Err(_) => RandomState::new().hash_one(std::time::SystemTime::now()),
+    };
+    eprintln!("{test}: NETWORKIO_SEED={seed}");
+    seed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_survives_a_flaky_link() {
+    const N: usize = 20_000;
+    let seed = chaos_seed("send_survives_a_flaky_link");
+    let mut listener = listen("flaky-sink", &[]).await;
+    let target = listener.addr.parse().expect("listener address");
+    let config = ChaosConfig {
+        seed,
+        cut_after_bytes: Some(2_000..60_000),
+        reset: true,
+        refuse_probability: 0.1,
+        ..ChaosConfig::default()
+    };
+    let proxy = ChaosProxy::start(target, config)
+        .await
+        .expect("start the proxy");
+    let to = proxy.local_addr().to_string();
+    let input = numbered_lines(N);
+    let sender = tokio::spawn(async move {
+        send(
+            &["--id", "flaky", "--to", &to, "--timeout", "60"],
+            Some(input),
+        )
+        .await
+    });
+    tokio::pin!(sender);
+
+    // Read the listener's output while the sender runs (or the listener blocks on stdout), but
+    // stop at once if the sender fails.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::with_capacity(N);
+    let mut sent: Option<String> = None;
+    while lines.len() < N || sent.is_none() {
+        tokio::select! {
+            result = &mut sender, if sent.is_none() => {
+                let (status, stderr) = result.expect("sender task");
+                assert!(
+                    status.success(),
+                    "seed {seed}: send failed ({status}) after {} lines printed, proxy {:?}: \
+                     {stderr}",
+                    lines.len(),
+                    proxy.stats(),
+                );
+                sent = Some(stderr);
+            }
+            line = listener.stdout.next_line(), if lines.len() < N => {
+                match line.expect("read listener stdout") {
+                    Some(line) => lines.push(line),
+                    None => panic!(
+                        "seed {seed}: listener stdout ended after {} lines",
+                        lines.len()
+                    ),
+                }
+            }
+            () = sleep_until(deadline) => panic!(
+                "seed {seed}: timed out with {} lines printed, send done: {}, proxy {:?}",
+                lines.len(),
+                sent.is_some(),
+                proxy.stats(),
+            ),
+        }
+    }
+    let stderr = sent.unwrap_or_default();
+    assert!(
+        stderr.contains("delivered 20000 messages to flaky-sink"),
+        "seed {seed}: send stderr: {stderr}"
+    );
+    let stats = proxy.stats();
+    eprintln!("send_survives_a_flaky_link: seed {seed}, proxy {stats:?}");
+    let (rest, _) = listener.terminate().await;
+    lines.extend(rest);
+    assert_eq!(
+        delivery_errors(&lines, "flaky", N),
+        (0, 0, 0, 0),
+        "seed {seed}: (lost, duplicated, out of order, malformed), proxy {stats:?}"
+    );
+    assert!(
+        stats.cuts >= 5,
+        "seed {seed}: too few cuts for the test to mean anything: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_retries_until_the_listener_is_reachable() {
+    let mut listener = listen("late-sink", &[]).await;
+    let target = listener.addr.parse().expect("listener address");
+    // No chaos: only the partition below.
+    let proxy = ChaosProxy::start(target, ChaosConfig::default())
+        .await
+        .expect("start the proxy");
+    proxy.pause();
+    let to = proxy.local_addr().to_string();
+    let sender = tokio::spawn(async move {
+        send(
+            &[
+                "--id",
+                "patient",
+                "--to",
+                &to,
+                "--timeout",
+                "30",
+                "hello",
+                "world",
+            ],
+            None,
+        )
+        .await
+    });
+
+    // Polling a condition (not sleeping to synchronise): send has been refused twice.
+    timeout(WAIT, async {
+        while proxy.stats().refused < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("send was not refused twice in time: {:?}", proxy.stats()));
+    assert_eq!(proxy.stats().accepted, 0, "connected while paused");
+    proxy.resume();
+
+    let (status, stderr) = sender.await.expect("sender task");
+    assert!(status.success(), "send failed: {stderr}");
+    assert!(
+        stderr.contains("delivered 2 messages to late-sink"),
+        "send stderr: {stderr}"
+    );
+    assert_eq!(listener.next_line().await, "patient\thello");
+    assert_eq!(listener.next_line().await, "patient\tworld");
+    let stats = proxy.stats();
+    assert!(stats.accepted >= 1, "never connected: {stats:?}");
+    let (rest, _) = listener.terminate().await;
+    assert!(rest.is_empty(), "unexpected output: {rest:?}");
 }

@@ -51,6 +51,13 @@ pub enum Error {
         /// Why the session ended.
         reason: LostReason,
     },
+    /// The TLS handshake with the peer failed (peer: wrong protocol, bad certificate, ...).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The peer's key may not use the name it claims (our trust policy refused it, or a live
+    /// session is bound to another key).
+    #[error("unauthorized peer: {0}")]
+    Unauthorized(String),
     /// The node has been shut down.
     #[error("the node is shut down")]
     NodeClosed,
@@ -96,7 +103,7 @@ impl Error {
             | Error::Io(_)
             | Error::Timeout(_)
             | Error::ConnectionLimit { .. } => Fault::Io,
-            Error::Link(_) => Fault::Peer,
+            Error::Link(_) | Error::Tls(_) | Error::Unauthorized(_) => Fault::Peer,
             Error::SessionLost { .. } | Error::NodeClosed => Fault::Ended,
         }
     }

@@ -112,9 +112,11 @@ pub mod codec;
 mod error;
 mod node;
 pub mod proto;
+mod security;
 
 pub use error::{CodecError, Error, Fault, Result};
 pub use node::{
     ConnectionState, Event, Events, Node, NodeBuilder, NodeConfig, Peer, PeerStats, Receipt,
 };
 pub use proto::session::LostReason;
+pub use security::{Identity, KnownPeers, PublicKey, TrustPolicy};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::raw::RawPeer;
 use common::{listening_node, wait_event, within};
 use networkio::proto::frame::{CloseCode, Frame, SessionOffer};
-use networkio::{ConnectionState, Error, Event, LostReason, Node};
+use networkio::{ConnectionState, Error, Event, Identity, LostReason, Node};
 use networkio_chaos::{ChaosConfig, ChaosProxy};
 
 const FRESH: SessionOffer = SessionOffer {
@@ -23,8 +23,10 @@ const FRESH: SessionOffer = SessionOffer {
 #[tokio::test]
 async fn a_silent_peer_is_detected_by_heartbeats() {
     // The peer completes the handshake, then neither closes nor answers: half-open.
+    // The hand-driven peer speaks the protocol without TLS.
     let node = Node::builder("server")
         .listen("127.0.0.1:0")
+        .insecure_plaintext()
         .heartbeat(Duration::from_millis(50), Duration::from_millis(300))
         .start()
         .await
@@ -58,7 +60,13 @@ async fn a_silent_peer_is_detected_by_heartbeats() {
 
 #[tokio::test]
 async fn a_newer_connection_takes_over_and_the_old_one_is_closed_with_a_reason() {
-    let node = listening_node("server").await;
+    // The hand-driven peer speaks the protocol without TLS.
+    let node = Node::builder("server")
+        .listen("127.0.0.1:0")
+        .insecure_plaintext()
+        .start()
+        .await
+        .unwrap();
     let addr = node.local_addrs()[0];
     let mut first = RawPeer::connect(addr).await;
     let (_, offer) = first.handshake("client", 42, FRESH).await;
@@ -165,9 +173,10 @@ async fn crossed_dials_end_with_exactly_one_connection() {
 
 /// A server whose inbox fills after `inbox` messages and is never read: the rest stay
 /// unacknowledged at the sender.
-async fn stuck_server(name: &str, addr: &str, inbox: usize) -> Node {
+async fn stuck_server(name: &str, addr: &str, inbox: usize, identity: Identity) -> Node {
     Node::builder(name)
         .listen(addr)
+        .identity(identity)
         .inbox(inbox, 1 << 20)
         .start()
         .await
@@ -178,7 +187,10 @@ async fn stuck_server(name: &str, addr: &str, inbox: usize) -> Node {
 async fn a_restarted_peer_is_reported_and_unacked_messages_are_handed_back() {
     const INBOX: usize = 10;
     const SENT: u32 = 25;
-    let server = stuck_server("server", "127.0.0.1:0", INBOX).await;
+    // A restarted process keeps its key (from its key file): peers recognise it as the same
+    // node in a new incarnation.
+    let identity = Identity::generate().unwrap();
+    let server = stuck_server("server", "127.0.0.1:0", INBOX, identity.clone()).await;
     let addr = server.local_addrs()[0];
     let client = Node::builder("client")
         .reconnect_backoff(Duration::from_millis(5), Duration::from_millis(50))
@@ -201,6 +213,7 @@ async fn a_restarted_peer_is_reported_and_unacked_messages_are_handed_back() {
     server.abort().await;
     let restarted = Node::builder("server")
         .listen(addr.to_string())
+        .identity(identity)
         .start()
         .await
         .unwrap();
@@ -253,7 +266,7 @@ async fn a_restarted_peer_is_reported_and_unacked_messages_are_handed_back() {
 
 #[tokio::test]
 async fn a_peer_shutdown_ends_the_session_and_hands_back_what_it_did_not_take() {
-    let server = stuck_server("server", "127.0.0.1:0", 4).await;
+    let server = stuck_server("server", "127.0.0.1:0", 4, Identity::generate().unwrap()).await;
     let client = Node::builder("client").start().await.unwrap();
     let mut events = client.events();
     let peer = client.connect(server.local_addrs()[0]).await.unwrap();

@@ -69,7 +69,7 @@ async fn redial_loop(
     let mut known_peer = None;
     loop {
         if let Some((stream, permit)) = next.take() {
-            let outcome = driver::run(&shared, stream, Origin::Dialed, &mut ready).await;
+            let outcome = driver::run(&shared, stream, Origin::Dialed, &mut ready, None).await;
             drop(permit);
             if let Some(peer) = outcome.peer {
                 if known_peer.is_none() {

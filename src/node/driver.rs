@@ -11,22 +11,27 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 
 use super::NodeShared;
+use super::attach::{Refusal, apply_events, attach};
 use super::events::Kind;
-use super::peer::{ConnectionState, Peer, PeerCore, PeerInner};
+use super::peer::{ConnectionState, Peer, PeerInner};
+use super::transport::{self, Slot, Transport};
 use crate::error::{Error, Result};
 use crate::proto::session::LinkId;
-use crate::proto::{CloseCode, Frame, Handshake, LinkError, PeerHello, SessionEvent, frame};
+use crate::proto::{CloseCode, Frame, Handshake, LinkError, PeerHello, frame};
+use crate::security::{PublicKey, Security};
 
 /// Bytes of frames collected per write.
 const WRITE_BATCH: usize = 64 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes reserved for a read while the connection is quiet.
+const IDLE_READ: usize = 2 * 1024;
 /// Buffers larger than this are released when empty, so idle connections stay small.
 const KEEP_CAPACITY: usize = 16 * 1024;
 /// How long a closing connection may spend flushing its last frames.
@@ -52,12 +57,22 @@ pub(crate) enum End {
     Shutdown,
     /// [`Node::abort`](crate::Node::abort): no goodbye.
     Aborted,
+    /// The TLS handshake failed.
+    Tls(String),
+    /// The trust policy (or the key binding of a live session) refused the peer.
+    Unauthorized(String),
+    /// The node holds as many sessions as it may.
+    Busy,
+    /// A newer connection needed this one's handshake slot.
+    Evicted,
 }
 
 impl End {
     fn close_code(&self) -> Option<CloseCode> {
         match self {
-            End::Io(_) | End::Eof | End::Aborted => None,
+            End::Io(_) | End::Eof | End::Aborted | End::Tls(_) => None,
+            End::Unauthorized(_) => Some(CloseCode::Unauthorized),
+            End::Busy | End::Evicted => Some(CloseCode::Busy),
             End::Link(e) => e.close_code(),
             End::Replaced | End::Crossed => Some(CloseCode::Replaced),
             End::Shutdown => Some(CloseCode::Shutdown),
@@ -87,6 +102,12 @@ impl End {
                 reason: String::new(),
             }),
             End::Shutdown | End::Aborted => Error::NodeClosed,
+            End::Tls(reason) => Error::Tls(reason),
+            End::Unauthorized(reason) => Error::Unauthorized(reason),
+            End::Busy | End::Evicted => Error::Link(LinkError::ClosedByPeer {
+                code: CloseCode::Busy,
+                reason: self.to_string(),
+            }),
         }
     }
 }
@@ -101,6 +122,20 @@ impl std::fmt::Display for End {
             End::Crossed => f.write_str("crossed connection refused"),
             End::Shutdown => f.write_str("node shut down"),
             End::Aborted => f.write_str("node aborted"),
+            End::Tls(reason) => f.write_str(reason),
+            End::Unauthorized(reason) => write!(f, "unauthorized: {reason}"),
+            End::Busy => f.write_str("too many sessions"),
+            End::Evicted => f.write_str("handshake evicted by newer connections"),
+        }
+    }
+}
+
+impl Outcome {
+    fn failed(end: End) -> Outcome {
+        Outcome {
+            peer: None,
+            established: false,
+            end,
         }
     }
 }
@@ -115,29 +150,75 @@ pub(crate) struct Outcome {
 }
 
 /// Runs one connection to its end. `ready` is answered once the handshake completes (or not at
-/// all: the caller answers it with the outcome).
+/// all: the caller answers it with the outcome). `slot` is the accepted connection's place among
+/// the pending handshakes, given up once established (or taken by eviction).
 pub(crate) async fn run(
     shared: &Arc<NodeShared>,
-    mut stream: TcpStream,
+    tcp: TcpStream,
     origin: Origin,
     ready: &mut Option<oneshot::Sender<Result<Peer>>>,
+    slot: Option<Slot>,
 ) -> Outcome {
     // Frames are batched per write by the loop, so Nagle would only add latency.
-    let _ = stream.set_nodelay(true);
-    let mut conn = Conn {
-        rbuf: BytesMut::new(),
-        wbuf: BytesMut::new(),
-    };
-    let mut hs = Handshake::new(
+    let _ = tcp.set_nodelay(true);
+    // One absolute deadline covers TLS, HELLO and SESSION: trickling bytes does not extend it.
+    let hs = Handshake::new(
         Instant::now(),
         &shared.name,
         shared.incarnation,
         &shared.config.protocol,
     );
+    match &shared.security {
+        Security::InsecurePlaintext => run_over(shared, tcp, None, hs, origin, ready, slot).await,
+        Security::Tls(configs) => {
+            let deadline = tokio::time::Instant::from_std(hs.deadline());
+            let evicted = evicted(&slot);
+            let handshake =
+                tokio::time::timeout_at(deadline, transport::tls_handshake(configs, tcp, origin));
+            let result = tokio::select! {
+                result = handshake => result,
+                () = evicted => return Outcome::failed(End::Evicted),
+            };
+            match result {
+                Err(_) => Outcome::failed(End::Link(LinkError::HandshakeTimeout(
+                    shared.config.protocol.handshake_timeout,
+                ))),
+                Ok(Err(reason)) => Outcome::failed(End::Tls(reason)),
+                Ok(Ok((stream, key))) => {
+                    run_over(shared, stream, Some(key), hs, origin, ready, slot).await
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the slot's connection is evicted; never without a slot.
+async fn evicted(slot: &Option<Slot>) {
+    match slot {
+        Some(slot) => slot.evicted.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The connection after TLS (if any): HELLO, trust, attachment, then the session loop.
+async fn run_over<S: Transport>(
+    shared: &Arc<NodeShared>,
+    mut stream: S,
+    key: Option<PublicKey>,
+    mut hs: Handshake,
+    origin: Origin,
+    ready: &mut Option<oneshot::Sender<Result<Peer>>>,
+    mut slot: Option<Slot>,
+) -> Outcome {
+    let mut conn = Conn {
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+    };
     hs.write_hello(&mut conn.wbuf);
     let deadline = tokio::time::Instant::from_std(hs.deadline());
-    let hello =
-        match tokio::time::timeout_at(deadline, conn.exchange_hello(&mut stream, &mut hs)).await {
+    let exchange = tokio::time::timeout_at(deadline, conn.exchange_hello(&mut stream, &mut hs));
+    let hello = tokio::select! {
+        result = exchange => match result {
             Ok(Ok(hello)) => hello,
             Ok(Err(end)) => return conn.finish(stream, None, false, end).await,
             Err(_) => {
@@ -146,22 +227,44 @@ pub(crate) async fn run(
                 ));
                 return conn.finish(stream, None, false, end).await;
             }
-        };
+        },
+        () = evicted(&slot) => return conn.finish(stream, None, false, End::Evicted).await,
+    };
     if shared.closing.is_cancelled() {
         return conn.finish(stream, None, false, shared.closing_end()).await;
     }
-    let peer = shared.peer_entry(&hello.name);
+    if let (Some(key), Security::Tls(configs)) = (&key, &shared.security) {
+        if let Err(reason) = configs.trust.authorize(&hello.name, key) {
+            tracing::info!(node = %shared.name, peer = %hello.name, %key, %reason, "refused");
+            return conn
+                .finish(stream, None, false, End::Unauthorized(reason))
+                .await;
+        }
+    }
+    let Some(peer) = shared.peer_entry(&hello.name) else {
+        return conn.finish(stream, None, false, End::Busy).await;
+    };
     let attached = {
         let mut core = peer.lock();
-        attach(shared, &peer, &mut core, &hello, origin, hs.deadline())
+        attach(shared, &peer, &mut core, &hello, key, origin, hs.deadline())
     };
-    let Some((link, wake)) = attached else {
-        shared.forget_if_unused(&peer);
-        return conn.finish(stream, Some(peer), false, End::Crossed).await;
+    let (link, wake) = match attached {
+        Ok(attached) => attached,
+        Err(refusal) => {
+            shared.forget_if_unused(&peer);
+            let end = match refusal {
+                Refusal::Crossed => End::Crossed,
+                Refusal::KeyMismatch => End::Unauthorized(format!(
+                    "{} is bound to another key by a live session",
+                    hello.name
+                )),
+            };
+            return conn.finish(stream, Some(peer), false, end).await;
+        }
     };
     tracing::debug!(node = %shared.name, peer = %hello.name, ?origin, "handshake: HELLO exchanged");
     let (established, end) = conn
-        .drive(shared, &peer, &mut stream, link, &wake, ready)
+        .drive(shared, &peer, &mut stream, link, &wake, ready, &mut slot)
         .await;
     {
         let mut core = peer.lock();
@@ -188,100 +291,6 @@ pub(crate) async fn run(
     conn.finish(stream, Some(peer), established, end).await
 }
 
-/// Attaches the connection to the peer's session, unless the crossed-connection rule keeps the
-/// existing one. Returns the link and the notifier that wakes this connection's driver.
-fn attach(
-    shared: &NodeShared,
-    peer: &Arc<PeerInner>,
-    core: &mut PeerCore,
-    hello: &PeerHello,
-    origin: Origin,
-    deadline: Instant,
-) -> Option<(LinkId, Arc<Notify>)> {
-    let dialed_by_us = origin == Origin::Dialed;
-    if core.session.link_id().is_some() && core.link_dialed_by_us != dialed_by_us {
-        // Crossed connections (each side dialed the other): both sides keep the connection
-        // dialed by the node with the smaller name, so they agree without talking.
-        let keep_ours = shared.name < hello.name;
-        if core.link_dialed_by_us == keep_ours {
-            return None;
-        }
-    }
-    let wake = Arc::new(Notify::new());
-    let previous = std::mem::replace(&mut core.wake, wake.clone());
-    let link = core.session.begin_link(
-        Instant::now(),
-        hello,
-        deadline,
-        rand::random::<u64>().max(1),
-    );
-    core.link_dialed_by_us = dialed_by_us;
-    core.state = ConnectionState::Connecting;
-    // The replaced connection's driver (or an idle watcher) wakes, sees it lost the link, ends.
-    previous.notify_one();
-    apply_events(shared, peer, core);
-    Some((link, wake))
-}
-
-/// Turns session events into node events, receipt updates and wake-ups. Called with the peer
-/// locked, after every session call. Returns whether the link was established.
-pub(crate) fn apply_events(
-    shared: &NodeShared,
-    peer: &Arc<PeerInner>,
-    core: &mut PeerCore,
-) -> bool {
-    let mut established = false;
-    while let Some(event) = core.session.poll_event() {
-        match event {
-            SessionEvent::Established { resumed } => {
-                established = true;
-                core.state = ConnectionState::Connected;
-                core.resumed = resumed;
-                core.established_count += 1;
-                shared.events.push(peer, Kind::Connected);
-            }
-            SessionEvent::Received => shared.events.push(peer, Kind::Message),
-            SessionEvent::Delivered { .. } => {
-                publish_delivery(peer, core);
-                shared.events.push(peer, Kind::Delivered);
-                peer.space.notify_waiters();
-            }
-            SessionEvent::Lost {
-                generation,
-                unacked,
-                reason,
-                acked,
-            } => {
-                if let Ok(g) = usize::try_from(generation) {
-                    core.ended_acked.resize(g + 1, 0);
-                    core.ended_acked[g] = acked;
-                }
-                core.handed_back.extend(unacked);
-                core.lost_reason = Some(reason);
-                publish_delivery(peer, core);
-                shared.events.push(peer, Kind::SessionLost);
-                peer.space.notify_waiters();
-            }
-        }
-    }
-    established
-}
-
-fn publish_delivery(peer: &PeerInner, core: &PeerCore) {
-    let (generation, acked, unacked) = (
-        core.session.generation(),
-        core.session.acked(),
-        core.session.unacked_len(),
-    );
-    let lost_reason = core.lost_reason;
-    peer.delivery.send_modify(|s| {
-        s.generation = generation;
-        s.acked = acked;
-        s.unacked = unacked;
-        s.lost_reason = lost_reason;
-    });
-}
-
 struct Conn {
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -289,15 +298,16 @@ struct Conn {
 
 impl Conn {
     /// Sends our HELLO and reads the peer's.
-    async fn exchange_hello(
+    async fn exchange_hello<S: Transport>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         hs: &mut Handshake,
     ) -> Result<PeerHello, End> {
         stream
             .write_all_buf(&mut self.wbuf)
             .await
             .map_err(End::Io)?;
+        stream.flush().await.map_err(End::Io)?;
         loop {
             if let Some(hello) = hs
                 .handle_input(Instant::now(), &mut self.rbuf)
@@ -315,16 +325,20 @@ impl Conn {
     }
 
     /// The main loop; returns whether the link was established, and how it ended.
-    async fn drive(
+    #[allow(clippy::too_many_arguments)]
+    async fn drive<S: Transport>(
         &mut self,
         shared: &Arc<NodeShared>,
         peer: &Arc<PeerInner>,
-        stream: &mut TcpStream,
+        stream: &mut S,
         link: LinkId,
         wake: &Notify,
         ready: &mut Option<oneshot::Sender<Result<Peer>>>,
+        slot: &mut Option<Slot>,
     ) -> (bool, End) {
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let mut established = false;
+        let mut unflushed = false;
         loop {
             let woken = wake.notified();
             let now = Instant::now();
@@ -346,19 +360,18 @@ impl Conn {
                 }
                 if apply_events(shared, peer, &mut core) {
                     established = true;
+                    // Established: no longer a pending handshake that may be evicted.
+                    slot.take();
                     if let Some(tx) = ready.take() {
                         let _ = tx.send(Ok(Peer::from_inner(peer.clone())));
                     }
                 }
                 core.session.poll_timeout()
             };
-            if let Err(e) = self.write_some(stream) {
-                return (established, End::Io(e));
-            }
             self.shrink_if_idle();
+            self.reserve_read();
             let sleep = timeout.map(tokio::time::Instant::from_std);
             tokio::select! {
-                biased;
                 _ = shared.closed.cancelled() => {
                     let end = shared.closing_end();
                     if matches!(end, End::Shutdown) {
@@ -371,19 +384,17 @@ impl Conn {
                     }
                     return (established, end);
                 }
-                r = stream.readable() => {
-                    if let Err(e) = r {
-                        return (established, End::Io(e));
-                    }
-                    match self.read_some(stream) {
-                        Ok(Some(0)) => return (established, End::Eof),
-                        Ok(_) => {}
+                () = evicted(slot) => return (established, End::Evicted),
+                read = reader.read_buf(&mut self.rbuf) => match read {
+                    Ok(0) => return (established, End::Eof),
+                    Ok(_) => {}
+                    Err(e) => return (established, End::Io(e)),
+                },
+                written = write_or_flush(&mut writer, &mut self.wbuf), if !self.wbuf.is_empty() || unflushed => {
+                    match written {
+                        Ok(Wrote::Bytes) => unflushed = S::BUFFERS_WRITES,
+                        Ok(Wrote::Flushed) => unflushed = false,
                         Err(e) => return (established, End::Io(e)),
-                    }
-                }
-                r = stream.writable(), if !self.wbuf.is_empty() => {
-                    if let Err(e) = r {
-                        return (established, End::Io(e));
                     }
                 }
                 _ = woken => {}
@@ -392,25 +403,16 @@ impl Conn {
         }
     }
 
-    /// Writes what the socket takes now.
-    fn write_some(&mut self, stream: &TcpStream) -> io::Result<()> {
-        while !self.wbuf.is_empty() {
-            match stream.try_write(&self.wbuf) {
-                Ok(n) => self.wbuf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads what the socket has now: `Some(0)` at EOF, `None` if nothing was ready.
-    fn read_some(&mut self, stream: &TcpStream) -> io::Result<Option<usize>> {
-        self.rbuf.reserve(READ_CHUNK);
-        match stream.try_read_buf(&mut self.rbuf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+    /// Room for the next read: small while the connection is quiet, a full chunk once reads
+    /// come in full, so idle connections hold little memory and busy ones few syscalls.
+    fn reserve_read(&mut self) {
+        let want = if self.rbuf.capacity() >= READ_CHUNK {
+            READ_CHUNK
+        } else {
+            IDLE_READ
+        };
+        if self.rbuf.capacity() - self.rbuf.len() < IDLE_READ {
+            self.rbuf.reserve(want);
         }
     }
 
@@ -424,9 +426,9 @@ impl Conn {
     }
 
     /// Says goodbye where the protocol wants a reason, then closes the socket.
-    async fn finish(
+    async fn finish<S: Transport>(
         mut self,
-        mut stream: TcpStream,
+        mut stream: S,
         peer: Option<Arc<PeerInner>>,
         established: bool,
         end: End,
@@ -441,6 +443,7 @@ impl Conn {
             );
             let goodbye = async {
                 stream.write_all_buf(&mut self.wbuf).await?;
+                stream.flush().await?;
                 stream.shutdown().await?;
                 // Wait for the peer's EOF: closing with unread input would reset the connection
                 // and could destroy the CLOSE frame before the peer reads it.
@@ -454,7 +457,7 @@ impl Conn {
         }
         if matches!(end, End::Aborted) {
             // As a crash would: reset, not a graceful FIN. (A zero linger never blocks on close.)
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(stream.tcp()).set_linger(Some(Duration::ZERO));
         }
         Outcome {
             peer,
@@ -471,6 +474,23 @@ impl NodeShared {
         } else {
             End::Shutdown
         }
+    }
+}
+
+enum Wrote {
+    Bytes,
+    Flushed,
+}
+
+/// Writes what the socket takes, or, with nothing left to write, flushes.
+async fn write_or_flush(
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    wbuf: &mut BytesMut,
+) -> io::Result<Wrote> {
+    if wbuf.is_empty() {
+        writer.flush().await.map(|()| Wrote::Flushed)
+    } else {
+        writer.write_buf(wbuf).await.map(|_| Wrote::Bytes)
     }
 }
 

@@ -53,7 +53,9 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
         };
         let shared2 = shared.clone();
         shared.tasks.spawn(async move {
-            let outcome = driver::run(&shared2, stream, Origin::Accepted, &mut None).await;
+            let slot = shared2.handshakes.admit();
+            let outcome =
+                driver::run(&shared2, stream, Origin::Accepted, &mut None, Some(slot)).await;
             drop(permit);
             // The accepting side keeps the session until it expires; something must fire that.
             if let Some(peer) = outcome.peer

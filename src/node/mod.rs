@@ -5,11 +5,13 @@
 //! application's [`Peer`] handles share that session behind a mutex, as quinn's handles share
 //! its connection state.
 
+mod attach;
 mod dial;
 mod driver;
 mod events;
 mod listen;
 mod peer;
+mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,8 +28,10 @@ pub use peer::{ConnectionState, Peer, PeerStats, Receipt};
 
 use crate::error::{Error, Result};
 use crate::proto::{self, Session, validate_name};
+use crate::security::{Identity, PublicKey, Security, TlsConfigs, TrustPolicy};
 use events::EventQueue;
 use peer::PeerInner;
+use transport::HandshakeSlots;
 
 /// Every limit and timer of a node. All explicit; see [`NodeConfig::default`] for the values.
 #[derive(Debug, Clone)]
@@ -38,6 +42,12 @@ pub struct NodeConfig {
     pub protocol: proto::Config,
     /// Most simultaneous connections (accepted and dialed); more are refused. Default 16,384.
     pub max_connections: usize,
+    /// Most accepted connections still in their handshake; when full, the oldest is dropped
+    /// for the newest. Default 256.
+    pub max_pending_handshakes: usize,
+    /// Most sessions (peers) the node keeps; connections naming new peers beyond it are refused.
+    /// Memory per session is bounded by its window and inbox limits. Default 16,384.
+    pub max_sessions: usize,
     /// First reconnect delay. Default 50 ms.
     pub reconnect_initial: Duration,
     /// Largest reconnect delay (the backoff doubles up to it, with jitter). Default 5 s.
@@ -54,6 +64,8 @@ impl Default for NodeConfig {
         NodeConfig {
             protocol: proto::Config::default(),
             max_connections: 16 * 1024,
+            max_pending_handshakes: 256,
+            max_sessions: 16 * 1024,
             reconnect_initial: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
@@ -106,6 +118,11 @@ impl NodeConfig {
         )?;
         check(self.max_connections > 0, "max connections must be > 0")?;
         check(
+            self.max_pending_handshakes > 0,
+            "max pending handshakes must be > 0",
+        )?;
+        check(self.max_sessions > 0, "max sessions must be > 0")?;
+        check(
             self.reconnect_initial <= self.reconnect_max,
             "reconnect initial delay must not exceed the maximum",
         )
@@ -118,6 +135,9 @@ pub struct NodeBuilder {
     name: String,
     listen: Vec<String>,
     config: NodeConfig,
+    identity: Option<Identity>,
+    trust: TrustPolicy,
+    plaintext: bool,
 }
 
 impl NodeBuilder {
@@ -125,6 +145,40 @@ impl NodeBuilder {
     /// see [`Node::local_addrs`]). May be called several times.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen.push(addr.into());
+        self
+    }
+
+    /// This node's key pair (default: a new random one, which peers cannot recognise after a
+    /// restart: give long-lived nodes a key from a file, see [`Identity::from_file`]).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Who may connect as which name (default [`TrustPolicy::Open`]).
+    pub fn trust(mut self, trust: TrustPolicy) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// **Insecure.** No TLS: no encryption, no authentication; anyone who can reach the node can
+    /// claim any name and read what is sent. For trusted networks and benchmarks only; both
+    /// sides must use it.
+    pub fn insecure_plaintext(mut self) -> Self {
+        self.plaintext = true;
+        self
+    }
+
+    /// Most accepted connections still in their handshake (default 256; the oldest is dropped
+    /// when full).
+    pub fn max_pending_handshakes(mut self, max: usize) -> Self {
+        self.config.max_pending_handshakes = max;
+        self
+    }
+
+    /// Most sessions (peers) kept (default 16,384).
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.config.max_sessions = max;
         self
     }
 
@@ -199,6 +253,19 @@ impl NodeBuilder {
     pub async fn start(self) -> Result<Node> {
         validate_name(&self.name)?;
         self.config.validate()?;
+        let (security, public_key) = if self.plaintext {
+            (Security::InsecurePlaintext, None)
+        } else {
+            let identity = match self.identity {
+                Some(identity) => identity,
+                None => Identity::generate()?,
+            };
+            let configs = TlsConfigs::new(&identity, self.trust)?;
+            (
+                Security::Tls(Arc::new(configs)),
+                Some(identity.public_key()),
+            )
+        };
         let mut listeners = Vec::new();
         for addr in &self.listen {
             listeners.push(bind(addr.as_str()).await?);
@@ -211,6 +278,9 @@ impl NodeBuilder {
             name: self.name,
             incarnation: new_incarnation(),
             connections: Arc::new(Semaphore::new(self.config.max_connections)),
+            handshakes: HandshakeSlots::new(self.config.max_pending_handshakes),
+            security,
+            public_key,
             config: self.config,
             peers: Mutex::new(HashMap::new()),
             events: Arc::new(EventQueue::default()),
@@ -253,6 +323,10 @@ pub(crate) struct NodeShared {
     pub(crate) events: Arc<EventQueue>,
     /// Connection cap: one permit per live connection.
     pub(crate) connections: Arc<Semaphore>,
+    /// Accepted connections still in their handshake.
+    pub(crate) handshakes: Arc<HandshakeSlots>,
+    pub(crate) security: Security,
+    pub(crate) public_key: Option<PublicKey>,
     /// Shutdown has begun: no new connections or messages.
     pub(crate) closing: CancellationToken,
     /// Connections must close now.
@@ -283,10 +357,14 @@ impl NodeShared {
         }
     }
 
-    /// The peer named `name`, created (with an empty session) if unknown.
-    pub(crate) fn peer_entry(&self, name: &str) -> Arc<PeerInner> {
+    /// The peer named `name`, created (with an empty session) if unknown and the session cap
+    /// allows.
+    pub(crate) fn peer_entry(&self, name: &str) -> Option<Arc<PeerInner>> {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers
+        if !peers.contains_key(name) && peers.len() >= self.config.max_sessions {
+            return None;
+        }
+        let peer = peers
             .entry(name.to_owned())
             .or_insert_with(|| {
                 let peer = PeerInner::new(
@@ -296,7 +374,8 @@ impl NodeShared {
                 peer.lock().closed = self.closing.is_cancelled();
                 peer
             })
-            .clone()
+            .clone();
+        Some(peer)
     }
 }
 
@@ -325,6 +404,9 @@ impl Node {
             name: name.into(),
             listen: Vec::new(),
             config: NodeConfig::default(),
+            identity: None,
+            trust: TrustPolicy::Open,
+            plaintext: false,
         }
     }
 
@@ -337,6 +419,16 @@ impl Node {
     /// restarted node from a reconnecting one.
     pub fn incarnation(&self) -> u64 {
         self.shared.incarnation
+    }
+
+    /// This node's public key, which peers pin; `None` in insecure plaintext mode.
+    pub fn public_key(&self) -> Option<PublicKey> {
+        self.shared.public_key
+    }
+
+    /// Accepted connections still in their handshake.
+    pub fn pending_handshakes(&self) -> usize {
+        self.shared.handshakes.len()
     }
 
     /// The addresses the node listens on (with the ports the OS picked).

@@ -117,6 +117,10 @@ pub(crate) struct PeerCore {
     /// receipt of an ended generation succeeded if its message was acknowledged before the end.
     /// One number per session loss (peer restart or expiry), so it stays tiny.
     pub(crate) ended_acked: Vec<u64>,
+    /// The key the current session belongs to (TLS only): no other key may attach to it.
+    pub(crate) peer_key: Option<crate::security::PublicKey>,
+    /// The key of the connection currently attached, adopted when it establishes the session.
+    pub(crate) pending_key: Option<crate::security::PublicKey>,
 }
 
 impl PeerInner {
@@ -136,6 +140,8 @@ impl PeerInner {
                 established_count: 0,
                 closed: false,
                 ended_acked: Vec::new(),
+                peer_key: None,
+                pending_key: None,
             }),
             space: Notify::new(),
             delivery: watch::Sender::new(DeliveryState::default()),

@@ -126,6 +126,9 @@ pub enum CloseCode {
     Busy,
     /// The session expired.
     SessionExpired,
+    /// The peer's key may not use the name it claims (trust policy, or a live session bound to
+    /// another key).
+    Unauthorized,
     /// A code this implementation does not know (kept so it can be reported).
     Other(u16),
 }
@@ -144,6 +147,7 @@ impl CloseCode {
             CloseCode::Replaced => 7,
             CloseCode::Busy => 8,
             CloseCode::SessionExpired => 9,
+            CloseCode::Unauthorized => 10,
             CloseCode::Other(v) => v,
         }
     }
@@ -161,6 +165,7 @@ impl CloseCode {
             7 => CloseCode::Replaced,
             8 => CloseCode::Busy,
             9 => CloseCode::SessionExpired,
+            10 => CloseCode::Unauthorized,
             other => CloseCode::Other(other),
         }
     }
@@ -179,6 +184,7 @@ impl std::fmt::Display for CloseCode {
             CloseCode::Replaced => "replaced by a newer connection",
             CloseCode::Busy => "busy",
             CloseCode::SessionExpired => "session expired",
+            CloseCode::Unauthorized => "unauthorized",
             CloseCode::Other(v) => return write!(f, "close code {v}"),
         };
         f.write_str(name)
@@ -229,31 +235,38 @@ impl FrameError {
 /// `Err(FrameError::TooLarge)` as soon as the header announces more than `max_len` bytes
 /// (type + body), before any of the body is buffered. On success the frame's bytes are consumed.
 pub fn decode(buf: &mut BytesMut, max_len: usize) -> Result<Option<Frame>, FrameError> {
-    let Some(header) = buf.get(..4) else {
+    let Some(header) = buf.first_chunk::<4>() else {
         return Ok(None);
     };
-    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let wire_len = u32::from_be_bytes(*header);
+    let too_large = || FrameError::TooLarge {
+        len: u64::from(wire_len),
+        max: max_len,
+    };
+    let len = usize::try_from(wire_len).map_err(|_| too_large())?;
     if len == 0 {
         return Err(FrameError::Empty);
     }
     if len > max_len {
-        return Err(FrameError::TooLarge {
-            len: len as u64,
-            max: max_len,
-        });
+        return Err(too_large());
     }
-    if buf.len() < 4 + len {
+    // Overflows only where usize is 32 bits and the limit is near usize::MAX: too large there.
+    let total = len.checked_add(4).ok_or_else(too_large)?;
+    let missing = total.saturating_sub(buf.len());
+    if missing > 0 {
         // Reserve what is missing so the next read fills the frame without re-growing;
         // bounded by `max_len`, which was checked above.
-        buf.reserve(4 + len - buf.len());
+        buf.reserve(missing);
         return Ok(None);
     }
     buf.advance(4);
     // Copied out rather than split off: a payload kept in an inbox must not pin the whole read
-    // buffer it arrived in, so that inbox byte limits are the memory actually held.
-    let mut body = Bytes::copy_from_slice(&buf[..len]);
+    // buffer it arrived in, so that inbox byte limits are the memory actually held. (`buf` holds
+    // at least `len` more bytes: checked just above.)
+    let mut body = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
     buf.advance(len);
-    let kind = body.get_u8();
+    // `len >= 1` was checked above, so the type byte is there.
+    let kind = body.try_get_u8().map_err(|_| FrameError::Empty)?;
     parse_body(kind, body).map(Some)
 }
 
@@ -278,7 +291,10 @@ fn parse_body(kind: u8, mut body: Bytes) -> Result<Frame, FrameError> {
             if body.remaining() < name_len {
                 return Err(malformed("HELLO", "name truncated"));
             }
-            let name = std::str::from_utf8(&body[..name_len])
+            let name = body
+                .get(..name_len)
+                .ok_or_else(|| malformed("HELLO", "name truncated"))?;
+            let name = std::str::from_utf8(name)
                 .map_err(|_| malformed("HELLO", "name is not UTF-8"))?
                 .to_owned();
             // Bytes after the name are extensions for later versions: ignored.
@@ -334,7 +350,12 @@ fn parse_body(kind: u8, mut body: Bytes) -> Result<Frame, FrameError> {
             if body.remaining() > MAX_REASON_LEN {
                 return Err(malformed("CLOSE", "reason too long"));
             }
-            let reason = String::from_utf8_lossy(&body).into_owned();
+            let mut reason = String::from_utf8_lossy(&body).into_owned();
+            // Each invalid byte becomes U+FFFD, three bytes: keep the text within
+            // MAX_REASON_LEN as documented (and as `encode` does), so a decoded frame re-encodes
+            // to itself.
+            let kept = truncate_utf8(&reason, MAX_REASON_LEN).len();
+            reason.truncate(kept);
             Ok(Frame::Close { code, reason })
         }
         other => Err(FrameError::UnknownType(other)),
@@ -343,20 +364,21 @@ fn parse_body(kind: u8, mut body: Bytes) -> Result<Frame, FrameError> {
 
 /// Appends the encoding of `frame` to `out`.
 ///
-/// Panics only if the frame is larger than `u32::MAX` bytes, which callers prevent by checking
-/// message sizes against the configured limit on the way in.
+/// Never panics. A frame larger than `u32::MAX` bytes cannot be represented; callers prevent it
+/// by checking message sizes against the configured limit on the way in (see `put_header`).
 pub fn encode(frame: &Frame, out: &mut impl BufMut) {
     match frame {
         Frame::Hello(h) => {
             let name = truncate_utf8(&h.name, usize::from(u8::MAX));
-            put_header(out, kind::HELLO, HELLO_FIXED_LEN + name.len());
+            // At most 255 bytes after truncation: the sum cannot overflow.
+            put_header(out, kind::HELLO, HELLO_FIXED_LEN.saturating_add(name.len()));
             out.put_slice(&MAGIC);
             out.put_u16(h.min_version);
             out.put_u16(h.max_version);
             out.put_u64(h.incarnation);
             out.put_u32(h.max_message);
             out.put_u32(h.idle_timeout_ms);
-            out.put_u8(name.len() as u8);
+            out.put_u8(u8::try_from(name.len()).unwrap_or(u8::MAX));
             out.put_slice(name.as_bytes());
         }
         Frame::Session(s) => {
@@ -381,7 +403,7 @@ pub fn encode(frame: &Frame, out: &mut impl BufMut) {
         Frame::Ping => put_header(out, kind::PING, 0),
         Frame::Close { code, reason } => {
             let reason = truncate_utf8(reason, MAX_REASON_LEN);
-            put_header(out, kind::CLOSE, 2 + reason.len());
+            put_header(out, kind::CLOSE, reason.len().saturating_add(2));
             out.put_u16(code.to_u16());
             out.put_slice(reason.as_bytes());
         }
@@ -390,14 +412,24 @@ pub fn encode(frame: &Frame, out: &mut impl BufMut) {
 
 /// Appends a DATA frame without building a [`Frame`] (the hot path).
 pub fn encode_data(seq: u64, payload: &[u8], out: &mut impl BufMut) {
-    put_header(out, kind::DATA, 8 + payload.len());
+    put_header(out, kind::DATA, payload.len().saturating_add(8));
     out.put_u64(seq);
     out.put_slice(payload);
 }
 
+/// Writes the length prefix and type byte of a frame whose body is `body_len` bytes.
+///
+/// Invariant (the callers' to keep): `1 + body_len <= u32::MAX`. Payloads are checked against
+/// the configured maximum message size before they are queued, and every other frame is a few
+/// hundred bytes at most. Should it ever be broken, the prefix saturates at `u32::MAX` instead of
+/// panicking (the peer then rejects the frame as too large): a debug build asserts.
 fn put_header(out: &mut impl BufMut, kind: u8, body_len: usize) {
-    let len = u32::try_from(1 + body_len).expect("frame length checked by the caller");
-    out.put_u32(len);
+    let len = u32::try_from(body_len.saturating_add(1));
+    debug_assert!(
+        len.is_ok(),
+        "frame body of {body_len} bytes exceeds the u32 length prefix"
+    );
+    out.put_u32(len.unwrap_or(u32::MAX));
     out.put_u8(kind);
 }
 
@@ -405,11 +437,12 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    // Index 0 is always a char boundary, so this finds one at or below `max`.
+    let end = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    s.get(..end).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::frame::{self, Frame, Hello};
-use super::{Config, LinkError, ProtocolViolation, validate_name};
+use super::{Config, LinkError, ProtocolViolation, instant_after, validate_name};
 
 /// What a valid HELLO told us about the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,7 @@ impl Handshake {
             incarnation,
             max_message: u32::try_from(config.window.max_message).unwrap_or(u32::MAX),
             idle_timeout_ms: u32::try_from(config.idle_timeout.as_millis()).unwrap_or(u32::MAX),
-            deadline: now + config.handshake_timeout,
+            deadline: instant_after(now, config.handshake_timeout),
             timeout: config.handshake_timeout,
             max_frame_len: config.handshake_frame_len,
         }

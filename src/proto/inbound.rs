@@ -78,20 +78,35 @@ impl Inbound {
         (messages as u64, bytes as u64)
     }
 
+    /// Highest sequence number received in order (`next_expected - 1`; `next_expected >= 1`).
+    fn received_up_to(&self) -> u64 {
+        self.next_expected.saturating_sub(1)
+    }
+
     /// Records that `window` was advertised to the peer, counted from `next_expected - 1`.
     pub fn advertise(&mut self, (messages, bytes): (u64, u64)) {
         // Never shrinks: the peer may already be sending into what it was granted.
-        self.limit_seq = self.limit_seq.max(self.next_expected - 1 + messages);
-        self.limit_bytes = self.limit_bytes.max(self.received_bytes + bytes);
+        self.limit_seq = self
+            .limit_seq
+            .max(self.received_up_to().saturating_add(messages));
+        self.limit_bytes = self
+            .limit_bytes
+            .max(self.received_bytes.saturating_add(bytes));
     }
 
     /// Whether the window grew enough since it was last advertised to be worth telling the
     /// peer without waiting for data to acknowledge: by a quarter of a limit, or to all of it.
     pub fn window_update_due(&self) -> bool {
         let (messages, bytes) = self.window();
-        let grown_messages = (self.next_expected - 1 + messages).saturating_sub(self.limit_seq);
-        let grown_bytes = (self.received_bytes + bytes).saturating_sub(self.limit_bytes);
-        let quarter = |limit: usize| (limit as u64 / 4).max(1);
+        let grown_messages = self
+            .received_up_to()
+            .saturating_add(messages)
+            .saturating_sub(self.limit_seq);
+        let grown_bytes = self
+            .received_bytes
+            .saturating_add(bytes)
+            .saturating_sub(self.limit_bytes);
+        let quarter = |limit: usize| (limit as u64).checked_div(4).unwrap_or(0).max(1);
         grown_messages >= quarter(self.limits.messages)
             || grown_bytes >= quarter(self.limits.bytes)
             || (self.inbox.is_empty() && (grown_messages > 0 || grown_bytes > 0))
@@ -117,30 +132,34 @@ impl Inbound {
             });
         }
         let len = payload.len() as u64;
-        if seq > self.limit_seq || self.received_bytes + len > self.limit_bytes {
+        // Saturates rather than overflows: u64::MAX bytes is beyond any window we grant.
+        let bytes = self.received_bytes.saturating_add(len);
+        if seq > self.limit_seq || bytes > self.limit_bytes {
             return Err(ProtocolViolation::FlowControl {
                 seq,
                 limit_seq: self.limit_seq,
-                bytes: self.received_bytes + len,
+                bytes,
                 limit_bytes: self.limit_bytes,
             });
         }
-        self.next_expected += 1;
-        self.received_bytes += len;
-        self.inbox_bytes += payload.len();
+        // seq == next_expected <= limit_seq: room for one more below u64::MAX unless the peer
+        // sent 2^64 - 1 messages; saturating keeps that case from panicking.
+        self.next_expected = self.next_expected.saturating_add(1);
+        self.received_bytes = bytes;
+        self.inbox_bytes = self.inbox_bytes.saturating_add(payload.len());
         self.inbox.push_back(payload);
         Ok(Accepted::New)
     }
 
     /// The cumulative acknowledgement to send, if one is owed.
     pub fn ack_due(&self) -> Option<u64> {
-        let up_to = self.next_expected - 1;
+        let up_to = self.received_up_to();
         (up_to > self.acked).then_some(up_to)
     }
 
     /// Appends an ACK of everything received so far, granting the current window.
     pub fn write_ack(&mut self, out: &mut BytesMut) {
-        let up_to = self.next_expected - 1;
+        let up_to = self.received_up_to();
         let window = self.window();
         frame::encode(
             &Frame::Ack {
@@ -161,7 +180,7 @@ impl Inbound {
 
     /// A new connection: the peer learns our position from the SESSION frame, so no ack is owed.
     pub fn on_new_link(&mut self) {
-        self.acked = self.next_expected - 1;
+        self.acked = self.received_up_to();
     }
 
     /// A new session: numbering restarts; messages already in the inbox stay for the application
@@ -198,7 +217,8 @@ impl Inbound {
     pub fn take(&mut self, n: usize) -> Vec<Bytes> {
         let n = n.min(self.inbox.len());
         let taken: Vec<Bytes> = self.inbox.drain(..n).collect();
-        self.inbox_bytes -= taken.iter().map(Bytes::len).sum::<usize>();
+        let taken_bytes = taken.iter().map(Bytes::len).fold(0, usize::saturating_add);
+        self.inbox_bytes = self.inbox_bytes.saturating_sub(taken_bytes);
         taken
     }
 }

@@ -6,8 +6,25 @@
 //! other in memory with a virtual clock, and the fuzz targets feed it arbitrary bytes.
 //!
 //! Most applications never use this module directly: [`crate::Node`] is the API.
+//!
+//! Everything here handles bytes from the peer, so its non-test code must not be able to panic:
+//! no `unwrap`/`expect`/`panic!`, no indexing or slicing that can go out of bounds, and no
+//! arithmetic that can overflow (checked, saturating or wrapping forms only). Tests may do all
+//! of that; `fuzzing` asserts invariants on purpose and opts out locally.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod inbound;
 pub mod outbound;
@@ -16,7 +33,7 @@ pub mod session;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use frame::{CloseCode, Frame, FrameError};
 pub use handshake::{Handshake, PeerHello};
@@ -53,7 +70,7 @@ impl Default for Config {
     fn default() -> Self {
         let max_message = 1 << 20;
         Config {
-            max_frame_len: max_message + frame::DATA_OVERHEAD - 4,
+            max_frame_len: frame_len_for(max_message),
             handshake_frame_len: 1024,
             window: WindowLimits {
                 messages: 16 * 1024,
@@ -76,7 +93,27 @@ impl Config {
     /// Sets the largest message and the frame limit that follows from it.
     pub fn set_max_message(&mut self, max_message: usize) {
         self.window.max_message = max_message;
-        self.max_frame_len = max_message + frame::DATA_OVERHEAD - 4;
+        self.max_frame_len = frame_len_for(max_message);
+    }
+}
+
+/// The frame limit (type byte + body) for DATA frames carrying up to `max_message` bytes.
+fn frame_len_for(max_message: usize) -> usize {
+    max_message
+        .saturating_add(frame::DATA_OVERHEAD)
+        .saturating_sub(4)
+}
+
+/// `t + d`, or the latest representable instant before it when that overflows (a timer set that
+/// far out never fires in practice, which is what a huge duration means). Never panics.
+pub(crate) fn instant_after(t: Instant, d: Duration) -> Instant {
+    let mut d = d;
+    loop {
+        if let Some(at) = t.checked_add(d) {
+            return at;
+        }
+        // Halving reaches zero, and `t + 0` always succeeds.
+        d = d.checked_div(2).unwrap_or_default();
     }
 }
 

@@ -77,12 +77,13 @@ impl Outbound {
 
     /// Sequence number the next pushed message gets.
     pub fn next_seq(&self) -> u64 {
-        self.first_seq + self.queue.len() as u64
+        self.first_seq.saturating_add(self.queue.len() as u64)
     }
 
     /// Everything `<= acked()` has been acknowledged by the peer.
     pub fn acked(&self) -> u64 {
-        self.first_seq - 1
+        // first_seq starts at 1 and only grows.
+        self.first_seq.saturating_sub(1)
     }
 
     /// Whether nothing is queued or in flight.
@@ -106,7 +107,7 @@ impl Outbound {
         // than the byte window cannot wedge a peer forever.
         self.queue.is_empty()
             || (self.queue.len() < self.limits.messages
-                && self.queued_bytes + len <= self.limits.bytes)
+                && self.queued_bytes.saturating_add(len) <= self.limits.bytes)
     }
 
     /// Queues a message and returns its sequence number.
@@ -121,7 +122,7 @@ impl Outbound {
             return Err(PushError::Full);
         }
         let seq = self.next_seq();
-        self.queued_bytes += payload.len();
+        self.queued_bytes = self.queued_bytes.saturating_add(payload.len());
         self.queue.push_back(payload);
         Ok(seq)
     }
@@ -132,21 +133,25 @@ impl Outbound {
         if !self.can_transmit() {
             return None;
         }
-        let index = usize::try_from(self.cursor - self.first_seq).ok()?;
+        let index = usize::try_from(self.cursor.checked_sub(self.first_seq)?).ok()?;
         let payload = self.queue.get(index)?;
         let seq = self.cursor;
-        self.cursor += 1;
-        self.cursor_bytes += payload.len() as u64;
+        self.cursor = self.cursor.saturating_add(1);
+        self.cursor_bytes = self.cursor_bytes.saturating_add(payload.len() as u64);
         self.max_transmitted = self.max_transmitted.max(seq);
         Some((seq, payload))
     }
 
     /// Whether a message waits to be transmitted and the peer's window admits it.
     pub fn can_transmit(&self) -> bool {
-        let index = usize::try_from(self.cursor - self.first_seq).unwrap_or(usize::MAX);
+        let index = self
+            .cursor
+            .checked_sub(self.first_seq)
+            .and_then(|i| usize::try_from(i).ok())
+            .unwrap_or(usize::MAX);
         self.queue.get(index).is_some_and(|payload| {
             self.cursor <= self.credit_seq
-                && self.cursor_bytes + payload.len() as u64 <= self.credit_bytes
+                && self.cursor_bytes.saturating_add(payload.len() as u64) <= self.credit_bytes
         })
     }
 
@@ -177,10 +182,12 @@ impl Outbound {
             let Some(payload) = self.queue.pop_front() else {
                 break;
             };
-            self.queued_bytes -= payload.len();
-            self.acked_bytes += payload.len() as u64;
-            self.first_seq += 1;
-            released += 1;
+            // first_seq <= up_to <= max_transmitted, and queued_bytes counts this payload: none
+            // of these can overflow; saturating keeps that so without a panic path.
+            self.queued_bytes = self.queued_bytes.saturating_sub(payload.len());
+            self.acked_bytes = self.acked_bytes.saturating_add(payload.len() as u64);
+            self.first_seq = self.first_seq.saturating_add(1);
+            released = usize::saturating_add(released, 1);
         }
         if self.cursor < self.first_seq {
             self.cursor = self.first_seq;
@@ -192,14 +199,16 @@ impl Outbound {
     /// Resumption on a new connection: the peer expects `next_expected` next. Everything below
     /// it reached the peer (an implicit acknowledgement); transmission restarts there.
     pub fn resume_from(&mut self, next_expected: u64) -> Result<usize, ProtocolViolation> {
-        if next_expected < self.first_seq || next_expected > self.max_transmitted + 1 {
+        if next_expected < self.first_seq || next_expected > self.max_transmitted.saturating_add(1)
+        {
             return Err(ProtocolViolation::BadResumePoint {
                 next_expected,
                 acked: self.acked(),
                 sent: self.max_transmitted,
             });
         }
-        let released = self.on_ack(next_expected - 1)?;
+        // next_expected >= first_seq >= 1 here, so this never saturates.
+        let released = self.on_ack(next_expected.saturating_sub(1))?;
         self.rewind();
         Ok(released)
     }

@@ -20,7 +20,7 @@ use super::frame::{self, Frame, SessionOffer};
 use super::handshake::{PeerHello, frame_name};
 use super::inbound::{Accepted, Inbound};
 use super::outbound::{Outbound, PushError};
-use super::{CloseCode, Config, LinkError, ProtocolViolation};
+use super::{CloseCode, Config, LinkError, ProtocolViolation, instant_after};
 
 /// Identifies one link (connection) of a session, so a driver can tell whether it was replaced.
 pub type LinkId = u64;
@@ -279,7 +279,7 @@ impl Session {
         self.outbound.rewind();
         self.peer_max_message = hello.max_message.min(self.config.window.max_message);
         let id = self.next_link_id;
-        self.next_link_id += 1;
+        self.next_link_id = self.next_link_id.wrapping_add(1);
         if self
             .link
             .as_ref()
@@ -302,10 +302,13 @@ impl Session {
             ping_due: false,
             confirm_due: false,
             leftover: 0,
-            heartbeat: self
-                .config
-                .heartbeat_interval
-                .min((hello.idle_timeout / 3).max(MIN_HEARTBEAT)),
+            heartbeat: self.config.heartbeat_interval.min(
+                hello
+                    .idle_timeout
+                    .checked_div(3)
+                    .unwrap_or_default()
+                    .max(MIN_HEARTBEAT),
+            ),
         });
         id
     }
@@ -445,8 +448,10 @@ impl Session {
                     up_to: self.outbound.acked(),
                 });
             }
+            // resume_from accepted it, so next_expected >= 1: this never saturates (and a
+            // next_expected of 0 never gets here).
             self.outbound.grant(
-                offer.next_expected - 1,
+                offer.next_expected.saturating_sub(1),
                 offer.window_messages,
                 offer.window_bytes,
             );
@@ -494,7 +499,7 @@ impl Session {
             reason,
             acked,
         });
-        self.generation += 1;
+        self.generation = self.generation.saturating_add(1);
     }
 
     /// Appends the acknowledgement owed to the peer, if any, and nothing else. For a node shutting
@@ -563,15 +568,15 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.link {
             Some(link) => {
-                let mut at = (link.last_send + link.heartbeat)
-                    .min(link.last_recv + self.config.idle_timeout);
+                let mut at = instant_after(link.last_send, link.heartbeat)
+                    .min(instant_after(link.last_recv, self.config.idle_timeout));
                 if let Phase::AwaitingOffer { deadline, .. } = link.phase {
                     at = at.min(deadline);
                 }
                 Some(at)
             }
             None if self.peer_incarnation != 0 || !self.outbound.is_empty() => {
-                Some(self.detached_at + self.config.session_expiry)
+                Some(instant_after(self.detached_at, self.config.session_expiry))
             }
             None => None,
         }
@@ -582,7 +587,7 @@ impl Session {
         let config = self.config;
         let Some(link) = self.link.as_mut() else {
             if (self.peer_incarnation != 0 || !self.outbound.is_empty())
-                && now >= self.detached_at + config.session_expiry
+                && now >= instant_after(self.detached_at, config.session_expiry)
             {
                 self.lose(LostReason::Expired);
             }
@@ -592,7 +597,7 @@ impl Session {
             Phase::AwaitingOffer { deadline, .. } if now >= deadline => {
                 Some(LinkError::HandshakeTimeout(config.handshake_timeout))
             }
-            _ if now >= link.last_recv + config.idle_timeout => {
+            _ if now >= instant_after(link.last_recv, config.idle_timeout) => {
                 Some(LinkError::IdleTimeout(config.idle_timeout))
             }
             _ => None,
@@ -601,7 +606,7 @@ impl Session {
             self.detach(now);
             return Err(error);
         }
-        if now >= link.last_send + link.heartbeat {
+        if now >= instant_after(link.last_send, link.heartbeat) {
             link.ping_due = true;
         }
         Ok(())

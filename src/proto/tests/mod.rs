@@ -11,6 +11,7 @@
 
 mod checker;
 mod faults;
+mod fuzz_regressions;
 mod props;
 mod regressions;
 mod scenarios;

@@ -1,0 +1,6 @@
+//! Fuzz target: see `networkio::proto::fuzzing::handshake` and docs/FUZZING.md.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| networkio::proto::fuzzing::handshake(data));

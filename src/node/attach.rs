@@ -1,0 +1,131 @@
+//! The glue between a peer's sans-IO session and the node: attaching a connection (the crossed-
+//! connection rule, key binding) and turning session events into node events, receipt updates
+//! and wake-ups.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use super::NodeShared;
+use super::driver::Origin;
+use super::events::Kind;
+use super::peer::{ConnectionState, PeerCore, PeerInner};
+use crate::proto::session::LinkId;
+use crate::proto::{PeerHello, SessionEvent};
+use crate::security::PublicKey;
+
+/// Why a connection was not attached to its peer's session.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Crossed connections: the other one is kept.
+    Crossed,
+    /// The name is bound to another key by a live session.
+    KeyMismatch,
+}
+
+/// Attaches the connection to the peer's session, unless the session is bound to another key
+/// or the crossed-connection rule keeps the existing connection. Returns the link and the
+/// notifier that wakes this connection's driver.
+pub(crate) fn attach(
+    shared: &NodeShared,
+    peer: &Arc<PeerInner>,
+    core: &mut PeerCore,
+    hello: &PeerHello,
+    key: Option<PublicKey>,
+    origin: Origin,
+    deadline: Instant,
+) -> Result<(LinkId, Arc<Notify>), Refusal> {
+    if core.peer_key.is_some() && core.peer_key != key {
+        // A session id or a name is a selector, never a credential: only the key that created
+        // the session may continue it. The session is not touched.
+        return Err(Refusal::KeyMismatch);
+    }
+    let dialed_by_us = origin == Origin::Dialed;
+    if core.session.link_id().is_some() && core.link_dialed_by_us != dialed_by_us {
+        // Crossed connections (each side dialed the other): both sides keep the connection
+        // dialed by the node with the smaller name, so they agree without talking.
+        let keep_ours = shared.name < hello.name;
+        if core.link_dialed_by_us == keep_ours {
+            return Err(Refusal::Crossed);
+        }
+    }
+    core.pending_key = key;
+    let wake = Arc::new(Notify::new());
+    let previous = std::mem::replace(&mut core.wake, wake.clone());
+    let link = core.session.begin_link(
+        Instant::now(),
+        hello,
+        deadline,
+        rand::random::<u64>().max(1),
+    );
+    core.link_dialed_by_us = dialed_by_us;
+    core.state = ConnectionState::Connecting;
+    // The replaced connection's driver (or an idle watcher) wakes, sees it lost the link, ends.
+    previous.notify_one();
+    apply_events(shared, peer, core);
+    Ok((link, wake))
+}
+
+/// Turns session events into node events, receipt updates and wake-ups. Called with the peer
+/// locked, after every session call. Returns whether the link was established.
+pub(crate) fn apply_events(
+    shared: &NodeShared,
+    peer: &Arc<PeerInner>,
+    core: &mut PeerCore,
+) -> bool {
+    let mut established = false;
+    while let Some(event) = core.session.poll_event() {
+        match event {
+            SessionEvent::Established { resumed } => {
+                established = true;
+                // The session now belongs to the key of the connection that established it.
+                core.peer_key = core.pending_key;
+                core.state = ConnectionState::Connected;
+                core.resumed = resumed;
+                core.established_count += 1;
+                shared.events.push(peer, Kind::Connected);
+            }
+            SessionEvent::Received => shared.events.push(peer, Kind::Message),
+            SessionEvent::Delivered { .. } => {
+                publish_delivery(peer, core);
+                shared.events.push(peer, Kind::Delivered);
+                peer.space.notify_waiters();
+            }
+            SessionEvent::Lost {
+                generation,
+                unacked,
+                reason,
+                acked,
+            } => {
+                if let Ok(g) = usize::try_from(generation) {
+                    core.ended_acked.resize(g + 1, 0);
+                    core.ended_acked[g] = acked;
+                }
+                core.handed_back.extend(unacked);
+                core.lost_reason = Some(reason);
+                // The session is over: its key no longer holds the name.
+                core.peer_key = None;
+                publish_delivery(peer, core);
+                shared.events.push(peer, Kind::SessionLost);
+                peer.space.notify_waiters();
+            }
+        }
+    }
+    established
+}
+
+fn publish_delivery(peer: &PeerInner, core: &PeerCore) {
+    let (generation, acked, unacked) = (
+        core.session.generation(),
+        core.session.acked(),
+        core.session.unacked_len(),
+    );
+    let lost_reason = core.lost_reason;
+    peer.delivery.send_modify(|s| {
+        s.generation = generation;
+        s.acked = acked;
+        s.unacked = unacked;
+        s.lost_reason = lost_reason;
+    });
+}

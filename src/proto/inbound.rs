@@ -123,6 +123,14 @@ impl Inbound {
         }
         if seq < self.next_expected {
             // seq < next_expected: a replay after resume (or a duplicate); already delivered.
+            // No correct peer goes back further than a window's worth: that is a broken or
+            // hostile peer, not a replay.
+            if self.next_expected.saturating_sub(seq) > self.limits.messages as u64 {
+                return Err(ProtocolViolation::SequenceBackwards {
+                    expected: self.next_expected,
+                    got: seq,
+                });
+            }
             return Ok(Accepted::Duplicate);
         }
         if seq > self.next_expected {
@@ -244,6 +252,33 @@ mod tests {
         assert_eq!(inb.ack_due(), None);
         assert_eq!(inb.take(1).len(), 1);
         assert_eq!(inb.len(), 1);
+    }
+
+    #[test]
+    fn going_back_beyond_the_window_is_a_violation() {
+        let mut inb = Inbound::new(InboxLimits {
+            messages: 2,
+            bytes: 100,
+        });
+        inb.advertise(inb.window());
+        for seq in 1..=2 {
+            inb.on_data(seq, Bytes::from_static(b"x")).unwrap();
+            inb.take(1);
+            inb.advertise(inb.window());
+        }
+        for seq in 3..=5 {
+            inb.on_data(seq, Bytes::from_static(b"x")).unwrap();
+            inb.take(1);
+            inb.advertise(inb.window());
+        }
+        assert_eq!(inb.on_data(4, Bytes::new()), Ok(Accepted::Duplicate));
+        assert!(matches!(
+            inb.on_data(1, Bytes::new()),
+            Err(ProtocolViolation::SequenceBackwards {
+                expected: 6,
+                got: 1
+            })
+        ));
     }
 
     #[test]

@@ -174,6 +174,14 @@ pub enum ProtocolViolation {
         /// What arrived.
         got: u64,
     },
+    /// A DATA frame further behind the next expected sequence number than any window allows.
+    #[error("sequence went backwards beyond the window: expected {expected}, got {got}")]
+    SequenceBackwards {
+        /// What we expected.
+        expected: u64,
+        /// What arrived.
+        got: u64,
+    },
     /// An acknowledgement of messages we never sent.
     #[error("ack up to {up_to} but only {sent} were sent")]
     AckOfUnsent {

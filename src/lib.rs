@@ -99,7 +99,14 @@
 //!
 //! # Security
 //!
-//! Protocol version 1 is plaintext and unauthenticated: for trusted networks only.
+//! Connections run TLS 1.3 by default; each node proves possession of its Ed25519 key
+//! ([`Identity`], by default a new random one: give long-lived nodes a key file so peers
+//! recognise them after a restart). There is no certificate authority: the [`TrustPolicy`]
+//! decides which key may use which name ([`TrustPolicy::Open`] by default: any key, which suits
+//! development; use an allowlist or known-peers file in production). Whatever the policy, a
+//! session belongs to the key that created it: another key naming the same peer is refused
+//! while the session lives. [`NodeBuilder::insecure_plaintext`] turns all of this off, for
+//! trusted networks and benchmarks.
 //!
 //! # Layout
 //!

@@ -2,7 +2,7 @@
 //!
 //! Nothing here performs I/O, spawns tasks or reads the clock: bytes come in through
 //! `handle_input`, bytes go out through `poll_transmit`, and time is an argument. The tokio driver
-//! in [`crate::node`] is one way to run it; the tests in `proto/tests` run two sessions against each
+//! in the tokio driver (`src/node`) is one way to run it; the tests in `proto/tests` run two sessions against each
 //! other in memory with a virtual clock, and the fuzz targets feed it arbitrary bytes.
 //!
 //! Most applications never use this module directly: [`crate::Node`] is the API.

@@ -1,7 +1,7 @@
 //! The per-peer session: a reliable, ordered, acknowledged stream of messages in each direction
 //! that outlives any one connection ("link").
 //!
-//! Driving it (what [`crate::node`] does, and what the simulated tests do):
+//! Driving it (what the tokio driver (`src/node`) does, and what the simulated tests do):
 //! 1. A new connection completes a [`Handshake`](super::Handshake), which names the peer.
 //! 2. [`Session::begin_link`] attaches the connection; the session offers what it knows (SESSION).
 //! 3. Loop: [`Session::handle_input`] with bytes read, [`Session::poll_transmit`] for bytes to

@@ -233,17 +233,19 @@ async fn run_over<S: Transport>(
     if shared.closing.is_cancelled() {
         return conn.finish(stream, None, false, shared.closing_end()).await;
     }
+    let Some(peer) = shared.peer_entry(&hello.name) else {
+        return conn.finish(stream, None, false, End::Busy).await;
+    };
+    // After the session cap, so a known-peers file records only names the node can take.
     if let (Some(key), Security::Tls(configs)) = (&key, &shared.security) {
         if let Err(reason) = configs.trust.authorize(&hello.name, key) {
             tracing::info!(node = %shared.name, peer = %hello.name, %key, %reason, "refused");
+            shared.forget_if_unused(&peer);
             return conn
                 .finish(stream, None, false, End::Unauthorized(reason))
                 .await;
         }
     }
-    let Some(peer) = shared.peer_entry(&hello.name) else {
-        return conn.finish(stream, None, false, End::Busy).await;
-    };
     let attached = {
         let mut core = peer.lock();
         attach(shared, &peer, &mut core, &hello, key, origin, hs.deadline())

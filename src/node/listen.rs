@@ -39,6 +39,12 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
         };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             tracing::debug!(%addr, "connection limit reached; refusing");
+            if !matches!(
+                shared.security,
+                crate::security::Security::InsecurePlaintext
+            ) {
+                continue; // under TLS there is no channel to say why on yet
+            }
             // Say why, without waiting: a fresh socket takes a few bytes at once.
             let mut busy = bytes::BytesMut::new();
             crate::proto::frame::encode(
@@ -68,6 +74,7 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
-    // EMFILE (24) and ENFILE (23) on Linux and the BSDs; ENOBUFS/ENOMEM also mean "not now".
+    // EMFILE (24) and ENFILE (23) on Linux and the BSDs; ENOBUFS (105) and ENOMEM (12) as
+    // numbered on Linux also mean "not now".
     matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
 }

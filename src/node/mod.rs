@@ -337,22 +337,24 @@ pub(crate) struct NodeShared {
     pub(crate) local_addrs: Vec<SocketAddr>,
 }
 
+/// Whether a peer entry carries nothing worth keeping: no session, no connection, nothing queued
+/// either way, nothing handed back waiting for the application.
+fn holds_nothing(peer: &PeerInner) -> bool {
+    let core = peer.lock();
+    core.session.peer_incarnation() == 0
+        && core.session.link_id().is_none()
+        && core.session.unacked_len() == 0
+        && core.session.inbox_len() == 0
+        && core.handed_back.is_empty()
+}
+
 impl NodeShared {
     /// Drops a peer entry that a connection created but never used: no session, nothing queued,
     /// no connection, and no handle held outside the node. Failed handshakes leave nothing behind.
     pub(crate) fn forget_if_unused(&self, peer: &Arc<PeerInner>) {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         // Two references: the map's and the caller's.
-        if Arc::strong_count(peer) > 2 {
-            return;
-        }
-        let core = peer.lock();
-        let unused = core.established_count == 0
-            && core.session.link_id().is_none()
-            && core.session.unacked_len() == 0
-            && core.session.inbox_len() == 0;
-        drop(core);
-        if unused {
+        if Arc::strong_count(peer) <= 2 && holds_nothing(peer) {
             peers.remove(&peer.name);
         }
     }
@@ -362,7 +364,12 @@ impl NodeShared {
     pub(crate) fn peer_entry(&self, name: &str) -> Option<Arc<PeerInner>> {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if !peers.contains_key(name) && peers.len() >= self.config.max_sessions {
-            return None;
+            // Full: make room from entries whose sessions ended (expired, lost) and that nobody
+            // holds a handle to. Scanned only at the cap.
+            peers.retain(|_, peer| Arc::strong_count(peer) > 1 || !holds_nothing(peer));
+            if peers.len() >= self.config.max_sessions {
+                return None;
+            }
         }
         let peer = peers
             .entry(name.to_owned())

@@ -91,6 +91,7 @@ impl FromStr for PublicKey {
 pub struct Identity {
     public: PublicKey,
     key_der: Arc<Vec<u8>>,
+    key_pem: Arc<String>,
     cert: CertificateDer<'static>,
 }
 
@@ -129,22 +130,28 @@ impl Identity {
 
     /// The private key as PKCS#8 PEM.
     pub fn to_pem(&self) -> String {
-        let der = rustls::pki_types::PrivatePkcs8KeyDer::from(self.key_der.as_slice());
-        match rcgen::KeyPair::try_from(&der) {
-            Ok(key) => key.serialize_pem(),
-            Err(_) => String::new(),
-        }
+        self.key_pem.as_str().to_owned()
     }
 
-    /// Writes the private key to a new file readable only by its owner; refuses to overwrite.
+    /// Writes the private key to a new file readable only by its owner; refuses to overwrite,
+    /// and never leaves a partial key file behind (it writes a temporary file, then links it).
     pub fn write_file(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
+        let path = path.as_ref();
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(format!(".{}.tmp", std::process::id()));
+        let temporary = PathBuf::from(temporary);
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path)?;
-        file.write_all(self.to_pem().as_bytes())?;
-        file.sync_all()
+        let written = options.open(&temporary).and_then(|mut file| {
+            file.write_all(self.key_pem.as_bytes())?;
+            file.sync_all()
+        });
+        // A hard link fails if `path` exists: no overwrite, and no window with a partial file.
+        let linked = written.and_then(|()| std::fs::hard_link(&temporary, path));
+        let _ = std::fs::remove_file(&temporary);
+        linked
     }
 
     /// The public key peers pin.
@@ -164,6 +171,7 @@ impl Identity {
         Ok(Identity {
             public,
             key_der: Arc::new(key.serialize_der()),
+            key_pem: Arc::new(key.serialize_pem()),
             cert: cert.der().clone(),
         })
     }

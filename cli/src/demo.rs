@@ -47,6 +47,10 @@ pub struct Args {
     /// Give up (and report what is missing) after this many seconds.
     #[arg(long, default_value = "600", value_parser = crate::parse_secs)]
     timeout: Duration,
+    /// INSECURE: run both nodes without TLS (no encryption, no authentication), e.g. to
+    /// compare throughput. By default they use TLS 1.3 with fresh keys and an open trust policy.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -89,9 +93,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let seed = args.seed.unwrap_or_else(rand_seed);
     let fast_reconnect = |name: &str| {
-        Node::builder(name)
+        let builder = Node::builder(name)
             .reconnect_backoff(Duration::from_millis(2), Duration::from_millis(100))
-            .heartbeat(Duration::from_millis(500), Duration::from_secs(3))
+            .heartbeat(Duration::from_millis(500), Duration::from_secs(3));
+        if args.insecure_plaintext {
+            builder.insecure_plaintext()
+        } else {
+            builder
+        }
     };
     let alice = fast_reconnect("alice")
         .listen("127.0.0.1:0")
@@ -117,10 +126,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("starting bob")?;
     eprintln!(
-        "alice listens on {}; bob dials her through a flaky link on {} (cut every ~{cut} ms, {:.0}% of attempts refused, seed {seed})",
+        "alice listens on {}; bob dials her through a flaky link on {} (cut every ~{cut} ms, {:.0}% of attempts refused, seed {seed}; {})",
         alice.local_addrs()[0],
         proxy.local_addr(),
-        args.refuse * 100.0
+        args.refuse * 100.0,
+        if args.insecure_plaintext {
+            "insecure plaintext"
+        } else {
+            "TLS 1.3"
+        }
     );
 
     let at_alice = Arc::new(Tally::default());

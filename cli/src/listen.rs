@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::{self, Printer};
+use crate::security::{OPEN_WARNING, PLAINTEXT_WARNING, SecurityArgs};
 
 /// Run a node that accepts peers and prints every message it receives.
 #[derive(Debug, clap::Args)]
@@ -17,7 +18,9 @@ use crate::output::{self, Printer};
 Run a node named ID that listens on ADDR and prints every message it receives.
 
 Once bound, prints `listening on ADDR as ID` on stderr, where ADDR is the actual address \
-(with the port the OS picked for port 0).
+(with the port the OS picked for port 0), then `public key: ed25519:...` (the key peers put \
+in their --trust file; not with --insecure-plaintext). Without --trust or --known-peers it \
+also prints a warning: any key may connect.
 
 Each received message is printed on stdout as one line:
 
@@ -30,8 +33,8 @@ lost sessions are logged on stderr at info level (RUST_LOG=info).
 
 Runs until SIGINT or SIGTERM, then shuts the node down gracefully (waiting up to 5 s for \
 echoes to be acknowledged), prints the messages still unread and exits with status 0. \
-Exits with status 1 (and one `error: ...` line on stderr) if it cannot listen or write \
-to stdout.")]
+Exits with status 1 (and one `error: ...` line on stderr) if it cannot listen, read its \
+--key, --trust or --known-peers file, or write to stdout.")]
 pub(crate) struct Args {
     /// This node's name: 1 to 128 ASCII letters, digits and `- _ . : @`.
     #[arg(long, value_name = "ID")]
@@ -44,6 +47,9 @@ pub(crate) struct Args {
     /// Also send every message back to its sender, in order.
     #[arg(long)]
     echo: bool,
+
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// One task per peer reads its inbox, prints, and with `--echo` sends each batch back before
@@ -62,7 +68,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
 
-    let node = Node::builder(args.id.as_str())
+    let builder = args.security.apply(Node::builder(args.id.as_str()))?;
+    let node = builder
         .listen(args.bind.as_str())
         .start()
         .await
@@ -72,6 +79,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .first()
         .context("the node has no listening address")?;
     eprintln!("listening on {addr} as {}", node.name());
+    if let Some(key) = node.public_key() {
+        eprintln!("public key: {key}");
+    }
+    if args.security.plaintext() {
+        eprintln!("{PLAINTEXT_WARNING}");
+    } else if args.security.open() {
+        eprintln!("{OPEN_WARNING}");
+    }
 
     let (printer, writer) = Printer::start()?;
     let stdout_failed = CancellationToken::new();

@@ -3,9 +3,12 @@
 //! `main` parses the command line, sets up logging and dispatches to one module per
 //! subcommand. Errors are printed as one `error: ...` line and exit with status 1.
 
+mod bench;
 mod demo;
+mod keygen;
 mod listen;
 mod output;
+mod security;
 mod send;
 
 use std::io::IsTerminal;
@@ -19,6 +22,9 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Messages are strings. `listen` runs a node that prints what it receives; `send` delivers
 /// messages to a listening node and exits once every one is acknowledged.
+///
+/// Connections run TLS 1.3; each node proves it holds its Ed25519 key. `keygen` makes a key
+/// file for `--key`; `--trust` and `--known-peers` choose which keys may connect.
 ///
 /// Diagnostics go to stderr; stdout carries only messages. Logging is controlled by RUST_LOG
 /// (default `warn`; e.g. RUST_LOG=info shows connections, disconnections and lost sessions).
@@ -37,6 +43,8 @@ enum Command {
     Listen(listen::Args),
     Send(send::Args),
     Demo(demo::Args),
+    Bench(bench::Args),
+    Keygen(keygen::Args),
     // Room for a later subcommand: `bench`.
 }
 
@@ -52,6 +60,8 @@ fn main() -> ExitCode {
             Command::Listen(args) => listen::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Keygen(args) => keygen::run(args),
         }
     });
     // Do not wait for stray blocking tasks (e.g. tokio's stdin reader).

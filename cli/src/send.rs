@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
+use networkio::proto::{CloseCode, LinkError, ProtocolViolation};
 use networkio::{Event, Events, Fault, Node, Peer, Receipt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::output::{self, Printer};
+use crate::security::SecurityArgs;
 
 /// Most lines handed over from the stdin thread at once.
 const STDIN_BATCH: usize = 1024;
@@ -38,7 +40,11 @@ process before the resent ones.
 
 Exits with status 1 and one line `error: ...` on stderr if it cannot connect within the \
 timeout, if the peer makes no room for a message within the timeout, or if the messages \
-are not all acknowledged within the timeout after the input ends.")]
+are not all acknowledged within the timeout after the input ends. Connection attempts are \
+retried until the timeout, except after a refusal: the peer's trust policy does not accept \
+our name and key, ours (--trust, --known-peers) does not accept the peer's, or the two \
+sides disagree on TLS (--insecure-plaintext on one side only). A refusal is not transient: \
+it fails at once, with the reason.")]
 pub(crate) struct Args {
     /// This node's name: 1 to 128 ASCII letters, digits and `- _ . : @`.
     #[arg(long, value_name = "ID")]
@@ -62,13 +68,17 @@ pub(crate) struct Args {
     /// Messages to send; without any, each line of stdin is one message.
     #[arg(value_name = "MESSAGE")]
     messages: Vec<String>,
+
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 type Batch = anyhow::Result<Vec<String>>;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
-    let node = Node::builder(args.id.as_str())
+    let builder = args.security.apply(Node::builder(args.id.as_str()))?;
+    let node = builder
         .reconnect_backoff(Duration::from_millis(50), RETRY_MAX)
         .start()
         .await
@@ -161,7 +171,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Dials `to` until it answers or `deadline` passes, waiting 100 ms doubling to 1 s between
-/// attempts (the listener may not be up yet).
+/// attempts (the listener may not be up yet). A refusal (see [`refusal`]) is not transient:
+/// it fails at once.
 async fn connect(node: &Node, to: &str, deadline: Instant) -> anyhow::Result<Peer> {
     let mut delay = RETRY_INITIAL;
     let mut last_error = String::from("timed out");
@@ -172,6 +183,9 @@ async fn connect(node: &Node, to: &str, deadline: Instant) -> anyhow::Result<Pee
                 return Err(e).with_context(|| format!("could not connect to {to}"));
             }
             Ok(Err(e)) => {
+                if let Some(refused) = refusal(&e, to) {
+                    bail!("{refused}");
+                }
                 tracing::debug!(%to, error = %e, "connection attempt failed");
                 last_error = e.to_string();
             }
@@ -184,6 +198,66 @@ async fn connect(node: &Node, to: &str, deadline: Instant) -> anyhow::Result<Pee
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(RETRY_MAX);
     }
+}
+
+/// If a failed connection attempt was refused for good rather than broken by the network, the
+/// error to report: a trust policy (the peer's or ours) refused the key, the TLS handshake
+/// itself failed, or the peer does not speak our protocol (typically one side in
+/// `--insecure-plaintext` mode). Retrying would only fail again.
+fn refusal(error: &networkio::Error, to: &str) -> Option<String> {
+    const MISMATCH: &str = "does one side use --insecure-plaintext and the other not?";
+    match error {
+        networkio::Error::Unauthorized(_) => Some(format!(
+            "refused the node at {to}: {error} (see --trust and --known-peers)"
+        )),
+        networkio::Error::Link(LinkError::ClosedByPeer {
+            code: CloseCode::Unauthorized,
+            ..
+        }) => Some(format!(
+            "{to} refused us: {error} (is our name and --key in its trust file?)"
+        )),
+        networkio::Error::Link(LinkError::ClosedByPeer {
+            code: CloseCode::BadHello | CloseCode::UnsupportedVersion,
+            ..
+        }) => Some(format!("{to} refused us: {error}")),
+        // Undecodable frames: most likely TLS on the other side.
+        networkio::Error::Link(
+            LinkError::Violation(ProtocolViolation::Frame(_))
+            | LinkError::ClosedByPeer {
+                code: CloseCode::ProtocolError | CloseCode::FrameTooLarge,
+                ..
+            },
+        ) => Some(format!("could not connect to {to}: {error} ({MISMATCH})")),
+        networkio::Error::Link(LinkError::Violation(_)) => {
+            Some(format!("could not connect to {to}: {error}"))
+        }
+        networkio::Error::Tls(reason) if tls_failure(reason) => {
+            Some(format!("could not connect to {to}: {error} ({MISMATCH})"))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a TLS error is a real TLS failure rather than the connection breaking during the
+/// handshake. The library reports both as [`networkio::Error::Tls`] with the rustls or I/O
+/// error as text, so this looks at the text: only rustls's own failures count (an unknown text
+/// is treated as transient, which at worst means retrying until the timeout).
+fn tls_failure(reason: &str) -> bool {
+    const RUSTLS_FAILURES: [&str; 9] = [
+        "received corrupt message",
+        "received unexpected",
+        "received fatal alert",
+        "peer is incompatible",
+        "peer misbehaved",
+        "invalid peer certificate",
+        "peer sent no certificates",
+        "peer sent excess record size",
+        "the peer presented no usable key",
+    ];
+    let reason = reason.to_ascii_lowercase();
+    RUSTLS_FAILURES
+        .iter()
+        .any(|failure| reason.contains(failure))
 }
 
 /// Sends messages in order, remembering the receipt of the last one.

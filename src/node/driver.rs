@@ -20,7 +20,7 @@ use super::NodeShared;
 use super::attach::{Refusal, apply_events, attach};
 use super::events::Kind;
 use super::peer::{ConnectionState, Peer, PeerInner};
-use super::transport::{self, Slot, Transport};
+use super::transport::{self, Slot, TlsFailure, Transport};
 use crate::error::{Error, Result};
 use crate::proto::session::LinkId;
 use crate::proto::{CloseCode, Frame, Handshake, LinkError, PeerHello, frame};
@@ -59,8 +59,12 @@ pub(crate) enum End {
     Aborted,
     /// The TLS handshake failed.
     Tls(String),
-    /// The trust policy (or the key binding of a live session) refused the peer.
-    Unauthorized(String),
+    /// The trust policy (or the key binding of a live session) refused the peer: what the peer
+    /// is told, and the details for our side.
+    Unauthorized {
+        told: String,
+        detail: String,
+    },
     /// The node holds as many sessions as it may.
     Busy,
     /// A newer connection needed this one's handshake slot.
@@ -71,7 +75,7 @@ impl End {
     fn close_code(&self) -> Option<CloseCode> {
         match self {
             End::Io(_) | End::Eof | End::Aborted | End::Tls(_) => None,
-            End::Unauthorized(_) => Some(CloseCode::Unauthorized),
+            End::Unauthorized { .. } => Some(CloseCode::Unauthorized),
             End::Busy | End::Evicted => Some(CloseCode::Busy),
             End::Link(e) => e.close_code(),
             End::Replaced | End::Crossed => Some(CloseCode::Replaced),
@@ -103,7 +107,7 @@ impl End {
             }),
             End::Shutdown | End::Aborted => Error::NodeClosed,
             End::Tls(reason) => Error::Tls(reason),
-            End::Unauthorized(reason) => Error::Unauthorized(reason),
+            End::Unauthorized { detail, .. } => Error::Unauthorized(detail),
             End::Busy | End::Evicted => Error::Link(LinkError::ClosedByPeer {
                 code: CloseCode::Busy,
                 reason: self.to_string(),
@@ -123,7 +127,7 @@ impl std::fmt::Display for End {
             End::Shutdown => f.write_str("node shut down"),
             End::Aborted => f.write_str("node aborted"),
             End::Tls(reason) => f.write_str(reason),
-            End::Unauthorized(reason) => write!(f, "unauthorized: {reason}"),
+            End::Unauthorized { told, .. } => f.write_str(told),
             End::Busy => f.write_str("too many sessions"),
             End::Evicted => f.write_str("handshake evicted by newer connections"),
         }
@@ -183,7 +187,8 @@ pub(crate) async fn run(
                 Err(_) => Outcome::failed(End::Link(LinkError::HandshakeTimeout(
                     shared.config.protocol.handshake_timeout,
                 ))),
-                Ok(Err(reason)) => Outcome::failed(End::Tls(reason)),
+                Ok(Err(TlsFailure::Tls(reason))) => Outcome::failed(End::Tls(reason)),
+                Ok(Err(TlsFailure::Io(e))) => Outcome::failed(End::Io(e)),
                 Ok(Ok((stream, key))) => {
                     run_over(shared, stream, Some(key), hs, origin, ready, slot).await
                 }
@@ -239,11 +244,15 @@ async fn run_over<S: Transport>(
     // After the session cap, so a known-peers file records only names the node can take.
     if let (Some(key), Security::Tls(configs)) = (&key, &shared.security) {
         if let Err(reason) = configs.trust.authorize(&hello.name, key) {
+            // The details (file paths, pinned keys) stay in our log; the peer learns only that
+            // its key may not use that name.
             tracing::info!(node = %shared.name, peer = %hello.name, %key, %reason, "refused");
             shared.forget_if_unused(&peer);
-            return conn
-                .finish(stream, None, false, End::Unauthorized(reason))
-                .await;
+            let end = End::Unauthorized {
+                told: format!("key not authorized for {}", hello.name),
+                detail: reason,
+            };
+            return conn.finish(stream, None, false, end).await;
         }
     }
     let attached = {
@@ -256,10 +265,14 @@ async fn run_over<S: Transport>(
             shared.forget_if_unused(&peer);
             let end = match refusal {
                 Refusal::Crossed => End::Crossed,
-                Refusal::KeyMismatch => End::Unauthorized(format!(
-                    "{} is bound to another key by a live session",
-                    hello.name
-                )),
+                Refusal::KeyMismatch => {
+                    let reason =
+                        format!("{} is bound to another key by a live session", hello.name);
+                    End::Unauthorized {
+                        told: reason.clone(),
+                        detail: reason,
+                    }
+                }
             };
             return conn.finish(stream, Some(peer), false, end).await;
         }

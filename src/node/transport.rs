@@ -37,30 +37,49 @@ impl Transport for tokio_rustls::TlsStream<TcpStream> {
     }
 }
 
+/// Why a TLS handshake failed: the network, or TLS itself (the peer's fault).
+#[derive(Debug)]
+pub(crate) enum TlsFailure {
+    Io(std::io::Error),
+    Tls(String),
+}
+
+impl From<std::io::Error> for TlsFailure {
+    fn from(e: std::io::Error) -> TlsFailure {
+        // tokio-rustls reports TLS alerts and bad messages as I/O errors wrapping rustls's.
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => TlsFailure::Tls(format!("TLS handshake failed: {tls}")),
+            None => TlsFailure::Io(e),
+        }
+    }
+}
+
 /// Runs the TLS handshake and returns the stream with the peer's (verified) key.
 pub(crate) async fn tls_handshake(
     configs: &TlsConfigs,
     tcp: TcpStream,
     origin: Origin,
-) -> Result<(tokio_rustls::TlsStream<TcpStream>, PublicKey), String> {
+) -> Result<(tokio_rustls::TlsStream<TcpStream>, PublicKey), TlsFailure> {
     let stream: tokio_rustls::TlsStream<TcpStream> = match origin {
         Origin::Dialed => {
             // The name is not checked (the verifier pins keys, not names); SNI carries nothing.
-            let name =
-                rustls::pki_types::ServerName::try_from("networkio").map_err(|e| e.to_string())?;
+            let name = rustls::pki_types::ServerName::try_from("networkio")
+                .map_err(|e| TlsFailure::Tls(e.to_string()))?;
             tokio_rustls::TlsConnector::from(configs.client.clone())
                 .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS handshake failed: {e}"))?
+                .await?
                 .into()
         }
         Origin::Accepted => tokio_rustls::TlsAcceptor::from(configs.server.clone())
             .accept(tcp)
-            .await
-            .map_err(|e| format!("TLS handshake failed: {e}"))?
+            .await?
             .into(),
     };
-    let key = security::peer_key(stream.get_ref().1).ok_or("the peer presented no usable key")?;
+    let key = security::peer_key(stream.get_ref().1)
+        .ok_or_else(|| TlsFailure::Tls("the peer presented no usable key".into()))?;
     Ok((stream, key))
 }
 

@@ -1,0 +1,114 @@
+//! networkio's side of the benchmarks: two nodes over loopback, acknowledgements, ordering and
+//! resumability on, in plaintext or TLS mode.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use networkio::{Event, Node, NodeBuilder, Peer};
+
+/// Which channel the nodes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Insecure plaintext (the protocol alone).
+    Plaintext,
+    /// TLS 1.3 with pinned keys (the default of the library).
+    Tls,
+}
+
+fn builder(name: &str, mode: Mode) -> NodeBuilder {
+    let builder = Node::builder(name);
+    match mode {
+        Mode::Plaintext => builder.insecure_plaintext(),
+        Mode::Tls => builder,
+    }
+}
+
+/// A connected pair: a sender and a receiver whose application reads everything at once.
+pub struct Pair {
+    pub sender: Node,
+    pub receiver: Node,
+    pub peer: Peer,
+}
+
+impl Pair {
+    pub async fn start(mode: Mode) -> anyhow::Result<Pair> {
+        let receiver = builder("bench-rx", mode)
+            .listen("127.0.0.1:0")
+            .start()
+            .await?;
+        let sender = builder("bench-tx", mode).start().await?;
+        let peer = sender.connect(receiver.local_addrs()[0]).await?;
+        Ok(Pair {
+            sender,
+            receiver,
+            peer,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.sender.shutdown().await;
+        self.receiver.shutdown().await;
+    }
+}
+
+/// Sends `count` messages of `size` bytes one way; returns the time until the receiving
+/// application has read them all and the sender holds the acknowledgement of the last.
+pub async fn throughput(mode: Mode, count: u64, size: usize) -> anyhow::Result<Duration> {
+    let pair = Pair::start(mode).await?;
+    let mut events = pair.receiver.events();
+    let reader = tokio::spawn(async move {
+        let mut seen = 0u64;
+        while seen < count {
+            match events.recv().await {
+                Some(Event::Message { peer }) => seen += peer.read_all_bytes().len() as u64,
+                Some(_) => {}
+                None => anyhow::bail!("receiver stopped after {seen} messages"),
+            }
+        }
+        anyhow::Ok(Instant::now())
+    });
+    let payload = Bytes::from(vec![0xabu8; size]);
+    let start = Instant::now();
+    let mut last = None;
+    for _ in 0..count {
+        last = Some(pair.peer.send_bytes(payload.clone()).await?);
+    }
+    if let Some(receipt) = last {
+        receipt.delivered().await?;
+    }
+    let acked = Instant::now();
+    let read = reader.await.context("reader task")??;
+    pair.stop().await;
+    Ok(acked.max(read) - start)
+}
+
+/// Send-to-Delivered latency of one message at a time.
+pub async fn latencies(mode: Mode, samples: usize, size: usize) -> anyhow::Result<Vec<Duration>> {
+    let pair = Pair::start(mode).await?;
+    let mut events = pair.receiver.events();
+    let reader = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::Message { peer } = event {
+                peer.read_all_bytes();
+            }
+        }
+    });
+    let payload = Bytes::from(vec![0xabu8; size]);
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let start = Instant::now();
+        pair.peer
+            .send_bytes(payload.clone())
+            .await?
+            .delivered()
+            .await?;
+        if i >= samples / 10 {
+            times.push(start.elapsed()); // the first tenth warms up
+        }
+    }
+    pair.stop().await;
+    reader.abort();
+    Ok(times)
+}

@@ -12,10 +12,9 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Checker, Msg, within};
-use networkio::{Event, Node, Peer};
+use common::{Checker, send_stream, spawn_reader, within};
+use networkio::Node;
 use networkio_chaos::{ChaosConfig, ChaosProxy};
-use tokio::sync::watch;
 
 fn seed() -> u64 {
     let _ = tracing_subscriber::fmt()
@@ -38,51 +37,6 @@ fn node(name: &str, plaintext: bool) -> networkio::NodeBuilder {
         builder.insecure_plaintext()
     } else {
         builder
-    }
-}
-
-/// Reads every message the node is notified of into the checker; publishes the count.
-fn spawn_reader(node: &Node, checker: Arc<Mutex<Checker>>) -> watch::Receiver<u64> {
-    let (tx, rx) = watch::channel(0u64);
-    let mut events = node.events();
-    tokio::spawn(async move {
-        let mut count = 0;
-        while let Some(event) = events.recv().await {
-            match event {
-                Event::Message { peer } => {
-                    let msgs: Vec<Msg> = peer.read_all().unwrap();
-                    let mut c = checker.lock().unwrap();
-                    msgs.iter().for_each(|m| c.received(m));
-                    count += msgs.len() as u64;
-                    tx.send_replace(count);
-                }
-                // Both processes live throughout: G1 says no session may end. (At the very end
-                // the peer's shutdown ends it; the check runs before that.)
-                Event::SessionLost { .. } => checker.lock().unwrap().sessions_lost += 1,
-                _ => {}
-            }
-        }
-    });
-    rx
-}
-
-async fn send_all(
-    peer: Peer,
-    from: &'static str,
-    n: u64,
-    body: usize,
-    checker: Arc<Mutex<Checker>>,
-) {
-    let mut last = None;
-    for _ in 0..n {
-        let msg = checker
-            .lock()
-            .unwrap()
-            .next_message(from, peer.name(), body);
-        last = Some(peer.send(&msg).await.unwrap());
-    }
-    if let Some(r) = last {
-        r.delivered().await.unwrap();
     }
 }
 
@@ -154,14 +108,20 @@ async fn run_chaos(
             }
         });
     }
-    let up = tokio::spawn(send_all(
+    let up = tokio::spawn(send_stream(
         to_server.clone(),
-        "client",
+        "client".into(),
         n,
         body,
         checker.clone(),
     ));
-    let down = tokio::spawn(send_all(to_client, "server", n, body, checker.clone()));
+    let down = tokio::spawn(send_stream(
+        to_client,
+        "server".into(),
+        n,
+        body,
+        checker.clone(),
+    ));
     let fail = |what: &str| format!("{what} (seed {seed})");
     within(&fail("senders"), async {
         up.await.unwrap();

@@ -6,43 +6,8 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{Checker, Msg, WAIT, listening_node, wait_event, within};
-use networkio::{ConnectionState, Error, Event, Node, Peer};
-use tokio::sync::watch;
-
-/// Drains `node`'s events, feeding every message read into the checker; publishes the number of
-/// messages received so far.
-fn spawn_reader(node: &Node, checker: Arc<Mutex<Checker>>) -> watch::Receiver<u64> {
-    let (tx, rx) = watch::channel(0u64);
-    let mut events = node.events();
-    tokio::spawn(async move {
-        let mut count = 0;
-        while let Some(event) = events.recv().await {
-            if let Event::Message { peer } = event {
-                let msgs: Vec<Msg> = peer.read_all().unwrap();
-                let mut c = checker.lock().unwrap();
-                for m in &msgs {
-                    assert_eq!(m.from, peer.name(), "message attributed to the wrong peer");
-                    c.received(m);
-                }
-                count += msgs.len() as u64;
-                tx.send_replace(count);
-            }
-        }
-    });
-    rx
-}
-
-async fn send_stream(peer: Peer, from: String, n: u64, checker: Arc<Mutex<Checker>>) {
-    let mut last = None;
-    for _ in 0..n {
-        let msg = checker.lock().unwrap().next_message(&from, peer.name(), 16);
-        last = Some(peer.send(&msg).await.unwrap());
-    }
-    if let Some(receipt) = last {
-        receipt.delivered().await.unwrap();
-    }
-}
+use common::{Checker, WAIT, listening_node, send_stream, spawn_reader, wait_event, within};
+use networkio::{ConnectionState, Error, Event, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_directions_at_once_exactly_once_in_order() {
@@ -69,12 +34,14 @@ async fn both_directions_at_once_exactly_once_in_order() {
         to_server,
         "client-123".into(),
         N,
+        16,
         checker.clone(),
     ));
     let b = tokio::spawn(send_stream(
         to_client,
         "server-001".into(),
         N,
+        16,
         checker.clone(),
     ));
     within("both senders", async {
@@ -106,7 +73,13 @@ async fn several_peers_at_once() {
         let name = format!("client-{i}");
         let node = Node::builder(name.clone()).start().await.unwrap();
         let peer = node.connect(server.local_addrs()[0]).await.unwrap();
-        tasks.push(tokio::spawn(send_stream(peer, name, N, checker.clone())));
+        tasks.push(tokio::spawn(send_stream(
+            peer,
+            name,
+            N,
+            16,
+            checker.clone(),
+        )));
         clients.push(node);
     }
     within("all senders", async {

@@ -34,6 +34,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const IDLE_READ: usize = 2 * 1024;
 /// Buffers larger than this are released when empty, so idle connections stay small.
 const KEEP_CAPACITY: usize = 16 * 1024;
+/// Most bytes read and discarded from a peer while waiting for its EOF after our CLOSE.
+const CLOSE_DRAIN: usize = 256 * 1024;
 /// How long a closing connection may spend flushing its last frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -461,9 +463,16 @@ impl Conn {
                 stream.flush().await?;
                 stream.shutdown().await?;
                 // Wait for the peer's EOF: closing with unread input would reset the connection
-                // and could destroy the CLOSE frame before the peer reads it.
+                // and could destroy the CLOSE frame before the peer reads it. A peer that keeps
+                // sending instead (a flood) gets a little patience, not the whole grace period.
                 let mut sink = BytesMut::with_capacity(4096);
-                while stream.read_buf(&mut sink).await? > 0 {
+                let mut drained = 0;
+                while drained < CLOSE_DRAIN {
+                    let n = stream.read_buf(&mut sink).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    drained += n;
                     sink.clear();
                 }
                 io::Result::Ok(())

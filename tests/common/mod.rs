@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use networkio::{Event, Events, Node};
+use std::sync::{Arc, Mutex};
+
+use networkio::{Event, Events, Node, Peer};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 /// Upper bound on any single wait in a test; generous so a loaded CI machine does not flake.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -42,6 +45,8 @@ pub struct Checker {
     pub out_of_order: u64,
     /// Sessions that ended while they should not have (G1 tests).
     pub sessions_lost: u64,
+    /// Messages read from a peer other than their sender.
+    pub misattributed: u64,
     pub seed: Option<u64>,
 }
 
@@ -105,15 +110,17 @@ impl Checker {
             self.lost == 0
                 && self.duplicated == 0
                 && self.out_of_order == 0
-                && self.sessions_lost == 0,
+                && self.sessions_lost == 0
+                && self.misattributed == 0,
             "delivery check failed: sent {} received {} lost {} duplicated {} out of order {} \
-             sessions lost {} (seed {:?})",
+             sessions lost {} misattributed {} (seed {:?})",
             self.total_sent(),
             self.received,
             self.lost,
             self.duplicated,
             self.out_of_order,
             self.sessions_lost,
+            self.misattributed,
             self.seed
         );
     }
@@ -143,4 +150,57 @@ pub async fn wait_event(
         }
     })
     .await
+}
+
+/// Reads every message `node` is notified of into the checker (and counts sessions that end);
+/// publishes how many messages were read so far.
+pub fn spawn_reader(node: &Node, checker: Arc<Mutex<Checker>>) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0u64);
+    let mut events = node.events();
+    tokio::spawn(async move {
+        let mut count = 0;
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Message { peer } => {
+                    let msgs: Vec<Msg> = peer.read_all().unwrap();
+                    let mut c = checker.lock().unwrap();
+                    for m in &msgs {
+                        if m.from != peer.name() {
+                            c.misattributed += 1;
+                        }
+                        c.received(m);
+                    }
+                    count += msgs.len() as u64;
+                    tx.send_replace(count);
+                }
+                // For G1 tests: both processes live, so no session may end. (A peer's final
+                // shutdown ends one; checks run before that.)
+                Event::SessionLost { .. } => checker.lock().unwrap().sessions_lost += 1,
+                _ => {}
+            }
+        }
+    });
+    rx
+}
+
+/// Sends `n` checker messages with `body` bytes of text from `from` to `peer`, then waits for
+/// the last one's acknowledgement.
+pub async fn send_stream(
+    peer: Peer,
+    from: String,
+    n: u64,
+    body: usize,
+    checker: Arc<Mutex<Checker>>,
+) {
+    let mut last = None;
+    for _ in 0..n {
+        let msg = checker
+            .lock()
+            .unwrap()
+            .next_message(&from, peer.name(), body);
+        last = Some(peer.send(&msg).await.unwrap());
+    }
+    if let Some(receipt) = last {
+        receipt.delivered().await.unwrap();
+    }
 }

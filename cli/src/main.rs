@@ -45,12 +45,19 @@ enum Command {
     Demo(demo::Args),
     Bench(bench::Args),
     Keygen(keygen::Args),
+    /// Internal: the peers' process of `bench connections`.
+    #[command(name = "bench-peers", hide = true)]
+    BenchPeers(bench::peers::Args),
+    /// Internal: the accepting side of one `bench connections` contender.
+    #[command(name = "bench-serve", hide = true)]
+    BenchServe(bench::conns::ServeArgs),
     // Room for a later subcommand: `bench`.
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return report(anyhow::Error::new(e).context("could not start the runtime")),
@@ -62,6 +69,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Keygen(args) => keygen::run(args),
+            Command::BenchPeers(args) => bench::peers::run(args).await,
+            Command::BenchServe(args) => bench::conns::serve(args).await,
         }
     });
     // Do not wait for stray blocking tasks (e.g. tokio's stdin reader).
@@ -90,6 +99,15 @@ fn report(error: anyhow::Error) -> ExitCode {
     let message = message.replace(['\n', '\r'], " ");
     eprintln!("error: {message}");
     ExitCode::FAILURE
+}
+
+/// Raises the open-files soft limit to the hard limit, as Go's runtime does: a node holds one
+/// file per connection, and the usual soft limit (1,024) is far below what it can serve.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-files soft limit"),
+        Err(e) => tracing::debug!(error = %e, "could not raise the open-files limit"),
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `warn`).

@@ -3,31 +3,58 @@
 //! Every scenario runs the raw-TCP baseline and networkio (plaintext and TLS) back to back,
 //! several times, and reports medians and the ratio networkio / raw TCP. Absolute numbers on a
 //! shared machine drift between runs; ratios from one run are what to compare.
+//!
+//! The `connections` scenario measures memory per idle peer: the accepting side runs here, the
+//! peers in a second process (`networkio bench-peers`, see [`peers`]).
 
+pub mod conns;
 mod nio;
+pub mod peers;
 mod raw;
+mod svg;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use nio::Mode;
 use serde::Serialize;
 
-/// Measure throughput and latency against raw TCP on loopback.
+/// Measure throughput, latency and memory per peer against raw TCP on loopback.
 ///
 /// Scenarios: `throughput` (messages one way, every one acknowledged and read by the receiving
-/// application), `latency` (send-to-Delivered of one message at a time, against a raw-TCP
-/// ping-pong), `all`. Each runs `--runs` times; the table shows medians. With `--json`, one JSON
-/// object per scenario and mode is printed on stdout (and nothing else).
+/// application; `--sizes` runs it for several payload sizes and `--svg` draws them),
+/// `latency` (send-to-Delivered of one message at a time, against a raw-TCP ping-pong),
+/// `connections` (resident memory per idle peer on the accepting side: `--peers` peers in a
+/// second process connect, each sends one message and gets one reply; against as many plain TCP
+/// connections held by a tokio accept loop), `all` (the three, with their defaults: 64 B
+/// throughput and latency, 10,000 peers; under 10 s on 2 cores). Throughput and latency run
+/// `--runs` times and the table shows medians; `connections` runs once per contender.
+/// With `--json`, one JSON object per scenario, size and mode is printed on stdout (and nothing
+/// else).
+///
+/// `connections` needs one open file per peer in each process: every `networkio` command raises
+/// its open-files soft limit to the hard limit at start; raise the hard limit (`ulimit -Hn`,
+/// /etc/security/limits.conf, systemd LimitNOFILE) for more peers than it allows.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// What to measure.
     #[arg(value_enum, default_value_t = Scenario::All)]
     scenario: Scenario,
-    /// Payload bytes per message.
+    /// Payload bytes per message (latency, connections, and throughput without --sizes).
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// Throughput: payload sizes to measure, comma-separated (e.g. 16,64,256,1024,4096,16384);
+    /// default: --size.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Throughput: write an SVG line chart of MB/s of payload against size to this file.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Connections: how many peers connect.
+    #[arg(long, default_value_t = 10_000)]
+    peers: usize,
     /// Messages per throughput run (default: 1,000,000 for 64 B, scaled down for larger sizes).
     #[arg(long)]
     count: Option<u64>,
@@ -37,8 +64,8 @@ pub struct Args {
     /// Runs per measurement; medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Which networkio modes to measure.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Plaintext, Mode::Tls])]
+    /// Which networkio modes to measure [default: plaintext,tls; for connections: plaintext].
+    #[arg(long, value_enum, value_delimiter = ',')]
     modes: Vec<Mode>,
     /// Print JSON objects, one per line, instead of a table.
     #[arg(long)]
@@ -49,6 +76,7 @@ pub struct Args {
 enum Scenario {
     Throughput,
     Latency,
+    Connections,
     All,
 }
 
@@ -58,7 +86,9 @@ struct Report {
     mode: Mode,
     size: usize,
     runs: usize,
-    /// networkio / raw TCP: throughput ratio, or latency ratio (p50).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<usize>,
+    /// networkio / raw TCP: throughput ratio, latency ratio (p50), or memory per peer ratio.
     ratio: f64,
     networkio: Figures,
     raw_tcp: Figures,
@@ -68,25 +98,62 @@ struct Report {
 struct Figures {
     #[serde(skip_serializing_if = "Option::is_none")]
     msgs_per_sec: Option<f64>,
+    /// Payload megabytes (10^6 B) per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mb_per_sec: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     p50_us: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     p99_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_per_peer_bytes: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lost: Option<u64>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    if args.runs == 0 || args.size == 0 || args.samples == 0 {
-        bail!("--runs, --size and --samples must be positive");
+pub async fn run(mut args: Args) -> anyhow::Result<()> {
+    if args.runs == 0 || args.size == 0 || args.samples == 0 || args.peers == 0 {
+        bail!("--runs, --size, --samples and --peers must be positive");
     }
-    let count = args
-        .count
-        .unwrap_or_else(|| (64_000_000 / args.size.max(64) as u64).clamp(10_000, 1_000_000));
+    if args.sizes.contains(&0) {
+        bail!("--sizes must be positive");
+    }
+    if args.sizes.is_empty() {
+        args.sizes.push(args.size);
+    }
     let scenarios: &[Scenario] = match args.scenario {
-        Scenario::All => &[Scenario::Throughput, Scenario::Latency],
+        Scenario::All => &[
+            Scenario::Throughput,
+            Scenario::Latency,
+            Scenario::Connections,
+        ],
         Scenario::Throughput => &[Scenario::Throughput],
         Scenario::Latency => &[Scenario::Latency],
+        Scenario::Connections => &[Scenario::Connections],
     };
-    let steps = scenarios.len() * args.runs * (1 + args.modes.len());
+    let explicit_modes = !args.modes.is_empty();
+    let connection_modes = if explicit_modes {
+        args.modes.clone()
+    } else {
+        vec![Mode::Plaintext]
+    };
+    if !explicit_modes {
+        args.modes = vec![Mode::Plaintext, Mode::Tls];
+    }
+    if scenarios.contains(&Scenario::Connections) {
+        conns::check_limits(args.peers)?;
+    }
+    let steps: usize = scenarios
+        .iter()
+        .map(|scenario| match scenario {
+            Scenario::Throughput => args.sizes.len() * args.runs * (1 + args.modes.len()),
+            Scenario::Latency => args.runs * (1 + args.modes.len()),
+            Scenario::Connections => 1 + connection_modes.len(),
+            Scenario::All => 0,
+        })
+        .sum();
     let bar = ProgressBar::new(steps as u64);
     bar.set_style(
         ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
@@ -96,37 +163,52 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for scenario in scenarios {
         match scenario {
-            Scenario::Throughput => reports.extend(throughput(&args, count, &bar).await?),
+            Scenario::Throughput => {
+                for &size in &args.sizes {
+                    reports.extend(throughput(&args, size, &bar).await?);
+                }
+            }
             Scenario::Latency => reports.extend(latency(&args, &bar).await?),
+            Scenario::Connections => {
+                reports.extend(connections(&args, &connection_modes, &bar).await?);
+            }
             Scenario::All => {}
         }
     }
     bar.finish_and_clear();
+    if let Some(path) = &args.svg {
+        write_svg(path, &reports)?;
+    }
     if args.json {
         for report in &reports {
             println!("{}", serde_json::to_string(report)?);
         }
     } else {
-        print_table(&reports, count, &args);
+        print_table(&reports, &args);
     }
     Ok(())
 }
 
-async fn throughput(args: &Args, count: u64, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> {
+/// Messages per throughput run: `--count`, or 1,000,000 for 64 B scaled down for larger sizes.
+fn message_count(args: &Args, size: usize) -> u64 {
+    args.count
+        .unwrap_or_else(|| (64_000_000 / size.max(64) as u64).clamp(10_000, 1_000_000))
+}
+
+async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> {
+    let count = message_count(args, size);
     let rate = |d: Duration| count as f64 / d.as_secs_f64();
+    let mb = |msgs_per_sec: f64| msgs_per_sec * size as f64 / 1e6;
     let mut raw = Vec::new();
     let mut by_mode: Vec<Vec<f64>> = vec![Vec::new(); args.modes.len()];
     // Interleaved, so drift on a shared machine hits every contender alike.
     for _ in 0..args.runs {
-        bar.set_message(format!("throughput raw TCP, {count} x {} B", args.size));
-        raw.push(rate(raw::throughput(count, args.size).await?));
+        bar.set_message(format!("throughput raw TCP, {count} x {size} B"));
+        raw.push(rate(raw::throughput(count, size).await?));
         bar.inc(1);
         for (mode, results) in args.modes.iter().zip(&mut by_mode) {
-            bar.set_message(format!(
-                "throughput networkio {mode:?}, {count} x {} B",
-                args.size
-            ));
-            results.push(rate(nio::throughput(*mode, count, args.size).await?));
+            bar.set_message(format!("throughput networkio {mode:?}, {count} x {size} B"));
+            results.push(rate(nio::throughput(*mode, count, size).await?));
             bar.inc(1);
         }
     }
@@ -140,20 +222,106 @@ async fn throughput(args: &Args, count: u64, bar: &ProgressBar) -> anyhow::Resul
             Report {
                 scenario: "throughput",
                 mode: *mode,
-                size: args.size,
+                size,
                 runs: args.runs,
+                peers: None,
                 ratio: nio / raw,
                 networkio: Figures {
                     msgs_per_sec: Some(nio),
+                    mb_per_sec: Some(mb(nio)),
                     ..Figures::default()
                 },
                 raw_tcp: Figures {
                     msgs_per_sec: Some(raw),
+                    mb_per_sec: Some(mb(raw)),
                     ..Figures::default()
                 },
             }
         })
         .collect())
+}
+
+/// Resident memory per idle peer, once per contender (each in a fresh process): raw TCP first,
+/// then each mode.
+async fn connections(
+    args: &Args,
+    modes: &[Mode],
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<Report>> {
+    let raw = conns::measure(None, args.peers, args.size, bar).await?;
+    bar.inc(1);
+    let mut reports = Vec::new();
+    for mode in modes {
+        let nio = conns::measure(Some(*mode), args.peers, args.size, bar).await?;
+        bar.inc(1);
+        reports.push(Report {
+            scenario: "connections",
+            mode: *mode,
+            size: args.size,
+            runs: 1,
+            peers: Some(args.peers),
+            ratio: nio.rss_per_peer_bytes / raw.rss_per_peer_bytes.max(1.0),
+            networkio: Figures {
+                peers: Some(args.peers),
+                rss_per_peer_bytes: Some(nio.rss_per_peer_bytes),
+                lost: Some(nio.lost),
+                ..Figures::default()
+            },
+            raw_tcp: Figures {
+                peers: Some(args.peers),
+                rss_per_peer_bytes: Some(raw.rss_per_peer_bytes),
+                ..Figures::default()
+            },
+        });
+    }
+    Ok(reports)
+}
+
+/// The throughput reports as a chart of MB/s against payload size.
+fn write_svg(path: &std::path::Path, reports: &[Report]) -> anyhow::Result<()> {
+    let throughput: Vec<&Report> = reports
+        .iter()
+        .filter(|r| r.scenario == "throughput")
+        .collect();
+    if throughput.is_empty() {
+        bail!("--svg draws the throughput scenario, which did not run");
+    }
+    let mut raw = svg::Series {
+        label: "raw TCP".into(),
+        points: Vec::new(),
+    };
+    let mut lines: Vec<(Mode, svg::Series)> = Vec::new();
+    for report in throughput {
+        let point = |f: &Figures| (report.size, f.mb_per_sec.unwrap_or(0.0));
+        if !raw.points.iter().any(|p| p.0 == report.size) {
+            raw.points.push(point(&report.raw_tcp));
+        }
+        let index = match lines.iter().position(|(mode, _)| *mode == report.mode) {
+            Some(index) => index,
+            None => {
+                let label = match report.mode {
+                    Mode::Plaintext => "networkio plaintext",
+                    Mode::Tls => "networkio TLS",
+                };
+                lines.push((
+                    report.mode,
+                    svg::Series {
+                        label: label.into(),
+                        points: Vec::new(),
+                    },
+                ));
+                lines.len() - 1
+            }
+        };
+        lines[index].1.points.push(point(&report.networkio));
+    }
+    let mut series = vec![raw];
+    series.extend(lines.into_iter().map(|(_, line)| line));
+    let text = svg::chart(
+        "networkio throughput vs raw TCP (loopback, medians)",
+        &series,
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn latency(args: &Args, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> {
@@ -185,6 +353,7 @@ async fn latency(args: &Args, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> 
                 mode: *mode,
                 size: args.size,
                 runs: args.runs,
+                peers: None,
                 ratio: p50 / raw50,
                 networkio: Figures {
                     p50_us: Some(p50),
@@ -220,24 +389,36 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn print_table(reports: &[Report], count: u64, args: &Args) {
+fn print_table(reports: &[Report], args: &Args) {
     println!(
-        "medians of {} runs, {} B payloads, loopback; ratio = networkio / raw TCP",
-        args.runs, args.size
+        "medians of {} runs (connections: one run), loopback; ratio = networkio / raw TCP",
+        args.runs
     );
     println!();
     for report in reports {
+        let mode = format!("{:?}", report.mode).to_lowercase();
         match report.scenario {
             "throughput" => println!(
-                "throughput {:<9} networkio {:>12.0} msg/s   raw TCP {:>12.0} msg/s   ratio {:.3}   ({count} messages, acknowledged)",
-                format!("{:?}", report.mode).to_lowercase(),
+                "throughput {mode:<9} {:>6} B  networkio {:>11.0} msg/s {:>8.1} MB/s   raw TCP {:>11.0} msg/s {:>8.1} MB/s   ratio {:.3}   ({} messages, acknowledged)",
+                report.size,
                 report.networkio.msgs_per_sec.unwrap_or(0.0),
+                report.networkio.mb_per_sec.unwrap_or(0.0),
                 report.raw_tcp.msgs_per_sec.unwrap_or(0.0),
-                report.ratio
+                report.raw_tcp.mb_per_sec.unwrap_or(0.0),
+                report.ratio,
+                message_count(args, report.size),
+            ),
+            "connections" => println!(
+                "connections {mode:<9} {} peers  networkio {:>8.0} B/peer (lost {})   raw TCP {:>8.0} B/connection   ratio {:.1}   (resident memory of the accepting process, idle)",
+                report.peers.unwrap_or(0),
+                report.networkio.rss_per_peer_bytes.unwrap_or(0.0),
+                report.networkio.lost.unwrap_or(0),
+                report.raw_tcp.rss_per_peer_bytes.unwrap_or(0.0),
+                report.ratio,
             ),
             _ => println!(
-                "latency    {:<9} networkio p50 {:>7.1} us p99 {:>7.1} us   raw TCP p50 {:>7.1} us p99 {:>7.1} us   ratio p50 {:.2} p99 {:.2}",
-                format!("{:?}", report.mode).to_lowercase(),
+                "latency    {mode:<9} {:>6} B  networkio p50 {:>7.1} us p99 {:>7.1} us   raw TCP p50 {:>7.1} us p99 {:>7.1} us   ratio p50 {:.2} p99 {:.2}",
+                report.size,
                 report.networkio.p50_us.unwrap_or(0.0),
                 report.networkio.p99_us.unwrap_or(0.0),
                 report.raw_tcp.p50_us.unwrap_or(0.0),

@@ -17,7 +17,7 @@ pub enum Mode {
     Tls,
 }
 
-fn builder(name: &str, mode: Mode) -> NodeBuilder {
+pub fn builder(name: &str, mode: Mode) -> NodeBuilder {
     let builder = Node::builder(name);
     match mode {
         Mode::Plaintext => builder.insecure_plaintext(),

@@ -51,7 +51,6 @@ enum Command {
     /// Internal: the accepting side of one `bench connections` contender.
     #[command(name = "bench-serve", hide = true)]
     BenchServe(bench::conns::ServeArgs),
-    // Room for a later subcommand: `bench`.
 }
 
 fn main() -> ExitCode {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Mode, Pair, Side, test_config};
+use super::{Mode, Pair, Side, established, test_config};
 use crate::proto::frame::{self, Frame};
 use crate::proto::session::LostReason;
 use crate::proto::{CloseCode, LinkError, SessionEvent};
@@ -34,16 +34,6 @@ fn losses(events: &[SessionEvent]) -> Vec<(u64, Vec<u64>, LostReason)> {
         .collect()
 }
 
-fn resumed(events: &[SessionEvent]) -> Vec<bool> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            SessionEvent::Established { resumed } => Some(*resumed),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn peer_restart_hands_back_exactly_the_unacked() {
     let mut pair = Pair::established();
@@ -69,8 +59,8 @@ fn peer_restart_hands_back_exactly_the_unacked() {
         losses(&events),
         [(0, vec![5, 6, 7, 8, 9], LostReason::PeerRestarted)]
     );
-    assert_eq!(resumed(&events), [false]);
-    assert_eq!(resumed(&pair.take_events(B)), [false]);
+    assert_eq!(established(&events), [false]);
+    assert_eq!(established(&pair.take_events(B)), [false]);
     assert_eq!(pair.session(A).generation(), 1);
     assert_eq!(pair.session(A).peer_incarnation(), pair.incarnation(B));
     // What a had received from the old b stays readable.
@@ -185,8 +175,8 @@ fn expiry_hands_back_and_the_peer_that_held_on_sees_peer_forgot() {
     pair.step();
     let events = pair.take_events(B);
     assert_eq!(losses(&events), [(0, vec![1], LostReason::PeerForgot)]);
-    assert_eq!(resumed(&events), [false]);
-    assert_eq!(resumed(&pair.take_events(A)), [false]);
+    assert_eq!(established(&events), [false]);
+    assert_eq!(established(&pair.take_events(A)), [false]);
     assert_eq!(pair.send_one(A), Ok(1));
     assert_eq!(pair.send_one(B), Ok(1));
     let summary = pair.assert_delivery(Mode::G2);
@@ -343,7 +333,7 @@ fn close_with_shutdown_ends_the_session() {
         [],
         "already ended; the new incarnation is not a restart"
     );
-    assert_eq!(resumed(&events), [false]);
+    assert_eq!(established(&events), [false]);
     let summary = pair.assert_delivery(Mode::G2);
     assert_eq!((summary.handed_back, summary.in_doubt), (2, 0));
 }
@@ -369,7 +359,7 @@ fn close_with_another_code_keeps_the_session() {
     pair.take_events(B);
     pair.connect();
     pair.step();
-    assert_eq!(resumed(&pair.take_events(A)), [true]);
-    assert_eq!(resumed(&pair.take_events(B)), [true]);
+    assert_eq!(established(&pair.take_events(A)), [true]);
+    assert_eq!(established(&pair.take_events(B)), [true]);
     pair.assert_delivery(Mode::Strict);
 }

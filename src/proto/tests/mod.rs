@@ -484,3 +484,14 @@ impl Pair {
         self.checker.assert_ok(mode)
     }
 }
+
+/// For each `Established` event, whether the session was resumed.
+pub(crate) fn established(events: &[SessionEvent]) -> Vec<bool> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Established { resumed } => Some(*resumed),
+            _ => None,
+        })
+        .collect()
+}

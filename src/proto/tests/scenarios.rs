@@ -5,7 +5,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Mode, Pair, Side, test_config};
+use super::{Mode, Pair, Side, established, test_config};
 use crate::proto::frame::{self, Frame};
 use crate::proto::{LinkError, ProtocolViolation, PushError, SessionEvent};
 
@@ -22,16 +22,6 @@ fn data_seqs(frames: &[Frame]) -> Vec<u64> {
         .iter()
         .filter_map(|f| match f {
             Frame::Data { seq, .. } => Some(*seq),
-            _ => None,
-        })
-        .collect()
-}
-
-fn established(events: &[SessionEvent]) -> Vec<bool> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            SessionEvent::Established { resumed } => Some(*resumed),
             _ => None,
         })
         .collect()

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use common::raw::RawPeer;
 use common::{Checker, Msg, within};
-use networkio::proto::frame::{self, CloseCode, Frame, Hello, SessionOffer};
+use networkio::proto::frame::{self, CloseCode, Frame, SessionOffer};
 use networkio::{Error, Node, NodeBuilder};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -194,14 +194,7 @@ fn close_code(bytes: &[u8]) -> Option<CloseCode> {
 }
 
 fn hello(name: &str, incarnation: u64) -> Frame {
-    Frame::Hello(Hello {
-        min_version: 1,
-        max_version: 1,
-        incarnation,
-        max_message: 1 << 20,
-        idle_timeout_ms: 60_000,
-        name: name.into(),
-    })
+    common::raw::hello_frame(name, incarnation)
 }
 
 fn fresh_offer(nonce: u64) -> SessionOffer {

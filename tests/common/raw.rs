@@ -55,15 +55,7 @@ impl RawPeer {
         incarnation: u64,
         offer: SessionOffer,
     ) -> (Hello, SessionOffer) {
-        self.send(&Frame::Hello(Hello {
-            min_version: 1,
-            max_version: 1,
-            incarnation,
-            max_message: 1 << 20,
-            idle_timeout_ms: 60_000,
-            name: name.into(),
-        }))
-        .await;
+        self.send(&hello_frame(name, incarnation)).await;
         let Some(Frame::Hello(hello)) = within("HELLO", self.recv()).await else {
             panic!("expected HELLO")
         };
@@ -74,4 +66,16 @@ impl RawPeer {
         };
         (hello, session)
     }
+}
+
+/// A valid version-1 HELLO for `name`.
+pub fn hello_frame(name: &str, incarnation: u64) -> Frame {
+    Frame::Hello(Hello {
+        min_version: 1,
+        max_version: 1,
+        incarnation,
+        max_message: 1 << 20,
+        idle_timeout_ms: 60_000,
+        name: name.into(),
+    })
 }

@@ -16,6 +16,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the receive path allocates one buffer per message on the connection's thread and
+/// the application frees it on another; glibc's allocator turns that into page faults.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
 /// Reliable, exactly-once, FIFO messaging between named peers over TCP.

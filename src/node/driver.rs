@@ -220,6 +220,7 @@ async fn run_over<S: Transport>(
     let mut conn = Conn {
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
+        read_size: IDLE_READ,
     };
     hs.write_hello(&mut conn.wbuf);
     let deadline = tokio::time::Instant::from_std(hs.deadline());
@@ -311,6 +312,8 @@ async fn run_over<S: Transport>(
 struct Conn {
     rbuf: BytesMut,
     wbuf: BytesMut,
+    /// Bytes to offer the next read (see `reserve_read`).
+    read_size: usize,
 }
 
 impl Conn {
@@ -386,7 +389,7 @@ impl Conn {
                 core.session.poll_timeout()
             };
             self.shrink_if_idle();
-            self.reserve_read();
+            let room = self.reserve_read();
             let sleep = timeout.map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = shared.closed.cancelled() => {
@@ -404,7 +407,7 @@ impl Conn {
                 () = evicted(slot) => return (established, End::Evicted),
                 read = reader.read_buf(&mut self.rbuf) => match read {
                     Ok(0) => return (established, End::Eof),
-                    Ok(_) => {}
+                    Ok(n) => self.after_read(n, room),
                     Err(e) => return (established, End::Io(e)),
                 },
                 written = write_or_flush(&mut writer, &mut self.wbuf), if !self.wbuf.is_empty() || unflushed => {
@@ -420,21 +423,31 @@ impl Conn {
         }
     }
 
-    /// Room for the next read: small while the connection is quiet, a full chunk once reads
-    /// come in full, so idle connections hold little memory and busy ones few syscalls.
-    fn reserve_read(&mut self) {
-        let want = if self.rbuf.capacity() >= READ_CHUNK {
-            READ_CHUNK
-        } else {
-            IDLE_READ
-        };
-        if self.rbuf.capacity() - self.rbuf.len() < IDLE_READ {
-            self.rbuf.reserve(want);
+    /// Room for the next read: small while the connection is quiet, doubling (up to a full
+    /// chunk) while reads come in full, so idle connections hold little memory and busy ones
+    /// make few syscalls. Returns the room offered.
+    fn reserve_read(&mut self) -> usize {
+        if self.rbuf.capacity() - self.rbuf.len() < self.read_size {
+            self.rbuf.reserve(self.read_size);
+        }
+        self.rbuf.capacity() - self.rbuf.len()
+    }
+
+    /// Adapts the read size to what the last read brought.
+    fn after_read(&mut self, read: usize, room: usize) {
+        if read >= room {
+            self.read_size = (self.read_size * 2).min(READ_CHUNK);
+        } else if read < self.read_size / 4 {
+            self.read_size = (self.read_size / 2).max(IDLE_READ);
         }
     }
 
     fn shrink_if_idle(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
+        // Only once reads have become small again: a busy connection keeps its buffer.
+        if self.rbuf.is_empty()
+            && self.rbuf.capacity() > KEEP_CAPACITY
+            && self.read_size == IDLE_READ
+        {
             self.rbuf = BytesMut::new();
         }
         if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_CAPACITY {

@@ -370,3 +370,47 @@ async fn replying_from_the_event_loop_does_not_deadlock() {
     client.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_many_queues_in_order_and_checks_sizes_first() {
+    const N: u64 = 20_000;
+    let server = Node::builder("server")
+        .listen("127.0.0.1:0")
+        .max_message_size(1000)
+        .start()
+        .await
+        .unwrap();
+    let client = Node::builder("client").start().await.unwrap();
+    let checker = Arc::new(Mutex::new(Checker::default()));
+    let mut got = spawn_reader(&server, checker.clone());
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+
+    // One message over the server's limit: nothing of the batch is queued.
+    let mut batch = vec![vec![0u8; 10], vec![0u8; 1001]];
+    assert!(matches!(
+        peer.send_bytes_many(batch.drain(..)).await,
+        Err(Error::MessageTooLarge { len: 1001, .. })
+    ));
+    assert_eq!(peer.stats().unacked_len, 0);
+    assert!(
+        peer.send_bytes_many(Vec::<Vec<u8>>::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // More than a window's worth, so the call waits for acknowledgements partway.
+    let messages: Vec<_> = (0..N)
+        .map(|_| checker.lock().unwrap().next_message("client", "server", 16))
+        .collect();
+    let receipt = within("send_many", peer.send_many(&messages))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(receipt.seq(), N);
+    within("delivery", receipt.delivered()).await.unwrap();
+    within("all read", got.wait_for(|n| *n == N)).await.unwrap();
+    checker.lock().unwrap().assert_exactly_once_in_order();
+    client.shutdown().await;
+    server.shutdown().await;
+}

@@ -212,6 +212,82 @@ impl Peer {
         }
     }
 
+    /// Serialises and queues several messages in order, waiting while the window is full; see
+    /// [`Peer::send_bytes_many`].
+    pub async fn send_many<'a, T, I>(&self, messages: I) -> Result<Option<Receipt>>
+    where
+        T: Serialize + ?Sized + 'a,
+        I: IntoIterator<Item = &'a T>,
+    {
+        let payloads = messages
+            .into_iter()
+            .map(codec::encode)
+            .collect::<Result<Vec<_>>>()?;
+        self.send_bytes_many(payloads).await
+    }
+
+    /// Queues several raw messages in order, waiting while the window is full. The peer's lock
+    /// is taken once per window's worth rather than once per message, which is what a
+    /// high-rate sender wants. Returns the receipt of the last message (delivery is cumulative:
+    /// it covers all of them), or `None` for no messages.
+    ///
+    /// Sizes are checked before anything is queued: a message over the limit fails the whole
+    /// call with [`Error::MessageTooLarge`] and queues nothing. A node shutting down partway
+    /// fails with [`Error::NodeClosed`]; the messages before that point were queued.
+    pub async fn send_bytes_many<I>(&self, payloads: I) -> Result<Option<Receipt>>
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        let payloads: Vec<Bytes> = payloads.into_iter().map(Into::into).collect();
+        {
+            let core = self.inner.lock();
+            if let Some(too_large) = payloads.iter().find(|p| !core.session.fits(p.len())) {
+                let (len, max) = (too_large.len(), core.session.max_message());
+                return Err(Error::MessageTooLarge { len, max });
+            }
+        }
+        let mut payloads = payloads.into_iter().peekable();
+        let mut last = None;
+        loop {
+            // Registered before the check, so an acknowledgement in between is not missed.
+            let space = self.inner.space.notified();
+            {
+                let mut core = self.inner.lock();
+                if core.closed {
+                    return Err(Error::NodeClosed);
+                }
+                let idle = !core.session.wants_transmit();
+                let mut pushed = false;
+                while let Some(payload) = payloads.peek() {
+                    match core.session.send(payload.clone()) {
+                        Ok(seq) => {
+                            last = Some((seq, core.session.generation()));
+                            pushed = true;
+                            payloads.next();
+                        }
+                        Err(PushError::Full) => break,
+                        Err(PushError::TooLarge { len, max }) => {
+                            // Only if the peer's limit shrank since the check above.
+                            return Err(Error::MessageTooLarge { len, max });
+                        }
+                    }
+                }
+                if pushed && idle {
+                    core.wake.notify_one();
+                }
+                if payloads.peek().is_none() {
+                    return Ok(last.map(|(seq, generation)| Receipt {
+                        peer: self.clone(),
+                        seq,
+                        generation,
+                    }));
+                }
+            }
+            space.await;
+        }
+    }
+
     /// Queues raw bytes, or fails with [`Error::Full`] if the window is full.
     pub fn try_send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
         self.push(&payload.into())

@@ -169,6 +169,16 @@ impl Session {
         self.outbound.push(payload)
     }
 
+    /// Largest message [`Session::send`] accepts: ours, or the peer's if smaller.
+    pub fn max_message(&self) -> usize {
+        self.peer_max_message
+    }
+
+    /// Whether a message of `len` bytes is within [`Session::max_message`] (room aside).
+    pub fn fits(&self, len: usize) -> bool {
+        len <= self.peer_max_message
+    }
+
     /// Whether a message of `len` bytes would be accepted by [`Session::send`] now.
     pub fn has_room(&self, len: usize) -> bool {
         self.outbound.has_room(len)

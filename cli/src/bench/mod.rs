@@ -61,6 +61,10 @@ pub struct Args {
     /// Round trips per latency run.
     #[arg(long, default_value_t = 5_000)]
     samples: usize,
+    /// Throughput: messages handed to networkio per call. 1 (the default) calls
+    /// `Peer::send_bytes` once per message; more uses `Peer::send_bytes_many`.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Runs per measurement; medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -88,6 +92,9 @@ struct Report {
     runs: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     peers: Option<usize>,
+    /// Messages per send call (throughput).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<usize>,
     /// networkio / raw TCP: throughput ratio, latency ratio (p50), or memory per peer ratio.
     ratio: f64,
     networkio: Figures,
@@ -208,7 +215,7 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
         bar.inc(1);
         for (mode, results) in args.modes.iter().zip(&mut by_mode) {
             bar.set_message(format!("throughput networkio {mode:?}, {count} x {size} B"));
-            results.push(rate(nio::throughput(*mode, count, size).await?));
+            results.push(rate(nio::throughput(*mode, count, size, args.batch).await?));
             bar.inc(1);
         }
     }
@@ -225,6 +232,7 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
                 size,
                 runs: args.runs,
                 peers: None,
+                batch: Some(args.batch),
                 ratio: nio / raw,
                 networkio: Figures {
                     msgs_per_sec: Some(nio),
@@ -260,6 +268,7 @@ async fn connections(
             size: args.size,
             runs: 1,
             peers: Some(args.peers),
+            batch: None,
             ratio: nio.rss_per_peer_bytes / raw.rss_per_peer_bytes.max(1.0),
             networkio: Figures {
                 peers: Some(args.peers),
@@ -354,6 +363,7 @@ async fn latency(args: &Args, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> 
                 size: args.size,
                 runs: args.runs,
                 peers: None,
+                batch: None,
                 ratio: p50 / raw50,
                 networkio: Figures {
                     p50_us: Some(p50),

@@ -55,7 +55,12 @@ impl Pair {
 
 /// Sends `count` messages of `size` bytes one way; returns the time until the receiving
 /// application has read them all and the sender holds the acknowledgement of the last.
-pub async fn throughput(mode: Mode, count: u64, size: usize) -> anyhow::Result<Duration> {
+pub async fn throughput(
+    mode: Mode,
+    count: u64,
+    size: usize,
+    batch: usize,
+) -> anyhow::Result<Duration> {
     let pair = Pair::start(mode).await?;
     let mut events = pair.receiver.events();
     let reader = tokio::spawn(async move {
@@ -72,8 +77,18 @@ pub async fn throughput(mode: Mode, count: u64, size: usize) -> anyhow::Result<D
     let payload = Bytes::from(vec![0xabu8; size]);
     let start = Instant::now();
     let mut last = None;
-    for _ in 0..count {
-        last = Some(pair.peer.send_bytes(payload.clone()).await?);
+    if batch <= 1 {
+        for _ in 0..count {
+            last = Some(pair.peer.send_bytes(payload.clone()).await?);
+        }
+    } else {
+        let mut sent = 0;
+        while sent < count {
+            let n = (count - sent).min(batch as u64);
+            let batch = (0..n).map(|_| payload.clone());
+            last = pair.peer.send_bytes_many(batch).await?.or(last);
+            sent += n;
+        }
     }
     if let Some(receipt) = last {
         receipt.delivered().await?;

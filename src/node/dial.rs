@@ -41,7 +41,13 @@ fn permit(shared: &NodeShared) -> Result<OwnedSemaphorePermit> {
 async fn dial_any(shared: &NodeShared, addrs: &[SocketAddr]) -> Result<TcpStream> {
     let mut last = None;
     for addr in addrs {
-        match tokio::time::timeout(shared.config.connect_timeout, TcpStream::connect(addr)).await {
+        let attempt = tokio::time::timeout(shared.config.connect_timeout, TcpStream::connect(addr));
+        // A shutdown does not wait for a connect attempt to time out.
+        let attempt = tokio::select! {
+            attempt = attempt => attempt,
+            () = shared.closing.cancelled() => return Err(Error::NodeClosed),
+        };
+        match attempt {
             Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(e)) => last = Some(Error::Io(e)),
             Err(_) => last = Some(Error::Timeout("connecting")),

@@ -254,7 +254,11 @@ impl KnownPeers {
                 self.path.display()
             )),
             None => {
-                let line = format!("{name} {key}\n");
+                // A hand-edited file may lack its final newline: never glue two entries.
+                let unterminated = std::fs::read(&self.path)
+                    .map(|bytes| bytes.last().is_some_and(|&last| last != b'\n'))
+                    .unwrap_or(false);
+                let line = format!("{}{name} {key}\n", if unterminated { "\n" } else { "" });
                 let appended = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)

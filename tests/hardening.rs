@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::eventually;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -130,16 +132,6 @@ impl Memory {
         );
         rss_growth
     }
-}
-
-/// Polls `cond` every few milliseconds until it holds, failing the test after [`common::WAIT`].
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    within(what, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
 }
 
 fn server_builder(plaintext: bool) -> NodeBuilder {

@@ -367,3 +367,104 @@ async fn a_session_expires_during_a_partition_and_a_new_one_starts_after() {
     client.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn messages_queued_after_a_loss_expire_on_the_accepting_side_too() {
+    // After the peer shut down, nothing connects any more: what the application queues for it
+    // must still expire (SessionLost, failed receipts), not wait forever.
+    let server = Node::builder("server")
+        .listen("127.0.0.1:0")
+        .session_expiry(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let mut events = server.events();
+    let client = Node::builder("client").start().await.unwrap();
+    client.connect(server.local_addrs()[0]).await.unwrap();
+    let Event::Connected { peer, .. } = wait_event(&mut events, "Connected", |e| {
+        matches!(e, Event::Connected { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    client.shutdown().await;
+    wait_event(&mut events, "SessionLost (peer shutdown)", |e| {
+        matches!(
+            e,
+            Event::SessionLost {
+                reason: LostReason::PeerShutdown,
+                ..
+            }
+        )
+    })
+    .await;
+    let receipt = peer.send(&"to a peer that is gone").await.unwrap();
+    assert!(matches!(
+        within("the receipt to fail", receipt.delivered()).await,
+        Err(Error::SessionLost {
+            reason: LostReason::Expired
+        })
+    ));
+    let Event::SessionLost { unacked, .. } =
+        wait_event(&mut events, "SessionLost (expired)", |e| {
+            matches!(
+                e,
+                Event::SessionLost {
+                    reason: LostReason::Expired,
+                    ..
+                }
+            )
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(unacked.len(), 1, "the queued message is handed back");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_and_abort_do_not_wait_for_handshakes_in_progress() {
+    for abort in [false, true] {
+        let node = Node::builder("server")
+            .listen("127.0.0.1:0")
+            .handshake_timeout(Duration::from_secs(3600))
+            .start()
+            .await
+            .unwrap();
+        // Silent sockets stuck in their handshake, with an hour left on the deadline.
+        let mut silent = Vec::new();
+        for _ in 0..3 {
+            silent.push(
+                tokio::net::TcpStream::connect(node.local_addrs()[0])
+                    .await
+                    .unwrap(),
+            );
+        }
+        common::eventually("the handshakes to start", || node.pending_handshakes() == 3).await;
+        if abort {
+            within("abort", node.abort()).await;
+        } else {
+            within("shutdown", node.shutdown()).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn extreme_settings_are_refused_or_handled() {
+    assert!(matches!(
+        Node::builder("a").max_connections(usize::MAX).start().await,
+        Err(Error::InvalidConfig(_))
+    ));
+    // "Linger as long as it takes" and "back off forever" are representable: no overflow.
+    let node = Node::builder("a")
+        .shutdown_linger(Duration::MAX)
+        .reconnect_backoff(Duration::MAX, Duration::MAX)
+        .session_expiry(Duration::MAX)
+        .handshake_timeout(Duration::MAX)
+        .start()
+        .await
+        .unwrap();
+    within("shutdown", node.shutdown()).await;
+}

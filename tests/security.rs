@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::eventually;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,16 +21,6 @@ use networkio::{ConnectionState, Error, Event, Events, Fault, Identity, Node, Pu
 use networkio_chaos::{ChaosConfig, ChaosProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// Polls `cond` every few milliseconds until it holds, failing the test after [`common::WAIT`].
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    within(what, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-}
 
 fn allowlist(entries: &[(&str, PublicKey)]) -> TrustPolicy {
     let map: HashMap<String, PublicKey> =
@@ -819,4 +811,37 @@ async fn a_redial_that_reaches_an_impostor_server_is_refused_and_the_session_res
     for node in [client, impostor, server] {
         node.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_impostors_leave_nothing_running() {
+    // While the real client is away, impostors keep claiming its name. Each is refused, and
+    // none may leave a task behind (each would otherwise wait for the session's expiry).
+    let server = server_with(TrustPolicy::Open).await;
+    let addr = server.local_addrs()[0];
+    let real = client_with("client", &Identity::generate().unwrap()).await;
+    let peer = real.connect(addr).await.unwrap();
+    within("delivery", peer.send(&1u8).await.unwrap().delivered())
+        .await
+        .unwrap();
+    real.abort().await;
+    eventually("the real client's connection to end", || {
+        server.connection_count() == 0
+            && server
+                .peer("client")
+                .is_some_and(|p| p.state() == networkio::ConnectionState::Disconnected)
+    })
+    .await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    for _ in 0..20 {
+        let impostor = client_with("client", &Identity::generate().unwrap()).await;
+        assert_unauthorized(within("refusal", impostor.connect(addr)).await);
+        impostor.abort().await;
+    }
+    eventually("the refused connections' tasks to end", || {
+        server.connection_count() == 0 && metrics.num_alive_tasks() <= before
+    })
+    .await;
+    server.shutdown().await;
 }

@@ -99,8 +99,8 @@ pub(crate) fn apply_events(
                 acked,
             } => {
                 if let Ok(g) = usize::try_from(generation) {
-                    core.ended_acked.resize(g + 1, 0);
-                    core.ended_acked[g] = acked;
+                    core.ended_acked.resize(g + 1, (0, reason));
+                    core.ended_acked[g] = (acked, reason);
                 }
                 core.handed_back.extend(unacked);
                 core.lost_reason = Some(reason);

@@ -104,7 +104,13 @@ async fn redial_loop(
             return;
         };
         let delay = backoff.next_delay();
-        driver::idle(&shared, peer, Some(Instant::now() + delay)).await;
+        let now = Instant::now();
+        // A delay too long to represent waits a year (and still ends at shutdown).
+        let until = now
+            .checked_add(delay)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(now);
+        driver::idle(&shared, peer, Some(until)).await;
         if shared.closing.is_cancelled() || peer.lock().session.link_id().is_some() {
             return; // shut down, or the peer reconnected to us meanwhile
         }
@@ -144,7 +150,7 @@ impl Backoff {
     /// A delay uniformly drawn from [current/2, current], then doubles `current` up to `max`.
     pub(crate) fn next_delay(&mut self) -> Duration {
         let high = self.current;
-        self.current = (self.current * 2).min(self.max);
+        self.current = self.current.saturating_mul(2).min(self.max);
         let low = high / 2;
         if high <= low {
             return high;

@@ -184,6 +184,7 @@ pub(crate) async fn run(
             let result = tokio::select! {
                 result = handshake => result,
                 () = evicted => return Outcome::failed(End::Evicted),
+                () = shared.closed.cancelled() => return Outcome::failed(shared.closing_end()),
             };
             match result {
                 Err(_) => Outcome::failed(End::Link(LinkError::HandshakeTimeout(
@@ -237,6 +238,9 @@ async fn run_over<S: Transport>(
             }
         },
         () = evicted(&slot) => return conn.finish(stream, None, false, End::Evicted).await,
+        () = shared.closed.cancelled() => {
+            return conn.finish(stream, None, false, shared.closing_end()).await;
+        }
     };
     if shared.closing.is_cancelled() {
         return conn.finish(stream, None, false, shared.closing_end()).await;
@@ -540,7 +544,19 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Waits while the peer has no connection, firing the session's timers (expiry) on time.
 /// Returns when a connection attaches, when `until` passes, or at shutdown.
+///
+/// With `until` = `None` this is the peer's expiry watcher, run by the task of the connection
+/// that just ended: at most one per peer (later ones return at once), and it keeps watching
+/// even while nothing is queued, since the application may queue messages at any time (a push
+/// wakes it).
 pub(crate) async fn idle(shared: &NodeShared, peer: &Arc<PeerInner>, until: Option<Instant>) {
+    let _watch = match until {
+        Some(_) => None,
+        None => match WatchGuard::claim(peer) {
+            Some(guard) => Some(guard),
+            None => return, // another task watches this peer
+        },
+    };
     loop {
         let (wake, timeout) = {
             let mut core = peer.lock();
@@ -556,7 +572,6 @@ pub(crate) async fn idle(shared: &NodeShared, peer: &Arc<PeerInner>, until: Opti
         };
         let next = match (timeout, until) {
             (Some(t), Some(u)) => Some(t.min(u)),
-            (None, None) => return, // nothing to expire, nothing to wait for
             (t, u) => t.or(u),
         };
         if until.is_some_and(|u| u <= Instant::now()) {
@@ -567,5 +582,25 @@ pub(crate) async fn idle(shared: &NodeShared, peer: &Arc<PeerInner>, until: Opti
             _ = wake.notified() => {}
             _ = sleep_until(next.map(tokio::time::Instant::from_std)) => {}
         }
+    }
+}
+
+/// The one expiry watcher of a peer; released on drop.
+struct WatchGuard(Arc<PeerInner>);
+
+impl WatchGuard {
+    fn claim(peer: &Arc<PeerInner>) -> Option<WatchGuard> {
+        let mut core = peer.lock();
+        if core.watched {
+            return None;
+        }
+        core.watched = true;
+        Some(WatchGuard(peer.clone()))
+    }
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.lock().watched = false;
     }
 }

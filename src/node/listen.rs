@@ -64,9 +64,9 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
                 driver::run(&shared2, stream, Origin::Accepted, &mut None, Some(slot)).await;
             drop(permit);
             // The accepting side keeps the session until it expires; something must fire that.
-            if let Some(peer) = outcome.peer
-                && !outcome.end.superseded()
-            {
+            // (`idle` returns at once if a connection serves the peer or a task already
+            // watches it.)
+            if let Some(peer) = outcome.peer {
                 driver::idle(&shared2, &peer, None).await;
             }
         });

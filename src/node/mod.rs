@@ -118,6 +118,10 @@ impl NodeConfig {
         )?;
         check(self.max_connections > 0, "max connections must be > 0")?;
         check(
+            self.max_connections <= Semaphore::MAX_PERMITS,
+            "max connections is too large",
+        )?;
+        check(
             self.max_pending_handshakes > 0,
             "max pending handshakes must be > 0",
         )?;
@@ -490,7 +494,11 @@ impl Node {
         for peer in self.peers() {
             peer.inner.lock().closed = true;
         }
-        let linger = tokio::time::Instant::now() + shared.config.shutdown_linger;
+        let now = tokio::time::Instant::now();
+        // A linger too long to represent waits "forever" (a century).
+        let linger = now
+            .checked_add(shared.config.shutdown_linger)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
         for peer in self.peers() {
             let mut delivery = peer.inner.delivery.subscribe();
             let drained = async {

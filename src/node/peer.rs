@@ -116,11 +116,13 @@ pub(crate) struct PeerCore {
     /// For each ended generation, the last sequence number the peer acknowledged in it: a
     /// receipt of an ended generation succeeded if its message was acknowledged before the end.
     /// One number per session loss (peer restart or expiry), so it stays tiny.
-    pub(crate) ended_acked: Vec<u64>,
+    pub(crate) ended_acked: Vec<(u64, LostReason)>,
     /// The key the current session belongs to (TLS only): no other key may attach to it.
     pub(crate) peer_key: Option<crate::security::PublicKey>,
     /// The key of the connection currently attached, adopted when it establishes the session.
     pub(crate) pending_key: Option<crate::security::PublicKey>,
+    /// Whether a task watches this peer's timers while it has no connection.
+    pub(crate) watched: bool,
 }
 
 impl PeerInner {
@@ -142,6 +144,7 @@ impl PeerInner {
                 ended_acked: Vec::new(),
                 peer_key: None,
                 pending_key: None,
+                watched: false,
             }),
             space: Notify::new(),
             delivery: watch::Sender::new(DeliveryState::default()),
@@ -232,8 +235,10 @@ impl Peer {
     /// it covers all of them), or `None` for no messages.
     ///
     /// Sizes are checked before anything is queued: a message over the limit fails the whole
-    /// call with [`Error::MessageTooLarge`] and queues nothing. A node shutting down partway
-    /// fails with [`Error::NodeClosed`]; the messages before that point were queued.
+    /// call with [`Error::MessageTooLarge`] and queues nothing (unless the peer reconnects with
+    /// a smaller limit while the call waits for room: then the messages before the oversized
+    /// one were queued). A node shutting down partway fails with [`Error::NodeClosed`]; the
+    /// messages before that point were queued.
     pub async fn send_bytes_many<I>(&self, payloads: I) -> Result<Option<Receipt>>
     where
         I: IntoIterator,
@@ -416,18 +421,23 @@ impl Receipt {
         let state = *self.peer.inner.delivery.borrow();
         match state.generation.cmp(&self.generation) {
             std::cmp::Ordering::Equal => state.acked >= self.seq,
-            std::cmp::Ordering::Greater => self.acked_before_end(),
+            std::cmp::Ordering::Greater => self.ended().is_none(),
             std::cmp::Ordering::Less => false,
         }
     }
 
-    /// For a receipt of an ended generation: whether its message was acknowledged before.
-    fn acked_before_end(&self) -> bool {
+    /// For a receipt of an ended generation: how that generation ended for this message
+    /// (`None`: acknowledged before the end; `Some(reason)`: handed back).
+    fn ended(&self) -> Option<LostReason> {
         let core = self.peer.inner.lock();
-        usize::try_from(self.generation)
+        match usize::try_from(self.generation)
             .ok()
             .and_then(|g| core.ended_acked.get(g))
-            .is_some_and(|&acked| acked >= self.seq)
+        {
+            Some(&(acked, _)) if acked >= self.seq => None,
+            Some(&(_, reason)) => Some(reason),
+            None => Some(LostReason::Expired),
+        }
     }
 
     /// Waits until the peer acknowledges the message (it is in the peer node's inbox).
@@ -445,14 +455,13 @@ impl Receipt {
             })
             .await
             .map_err(|_| Error::NodeClosed)?;
-        if (state.generation == self.generation && state.acked >= self.seq)
-            || (state.generation > self.generation && self.acked_before_end())
-        {
+        if state.generation == self.generation && state.acked >= self.seq {
             Ok(())
         } else if state.generation > self.generation {
-            Err(Error::SessionLost {
-                reason: state.lost_reason.unwrap_or(LostReason::Expired),
-            })
+            match self.ended() {
+                None => Ok(()),
+                Some(reason) => Err(Error::SessionLost { reason }),
+            }
         } else {
             Err(Error::NodeClosed)
         }

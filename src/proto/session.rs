@@ -271,7 +271,7 @@ impl Session {
         let peer_incarnation = hello.incarnation;
         if self.peer_incarnation != 0 && self.peer_incarnation != peer_incarnation {
             // Another incarnation: the process we had a session with is gone.
-            self.lose(LostReason::PeerRestarted);
+            self.lose(now, LostReason::PeerRestarted);
         }
         let has_session = self.session_id != 0;
         let window = self.inbound.window();
@@ -402,7 +402,7 @@ impl Session {
                 let (code, reason) = (*code, reason.clone());
                 if code == CloseCode::Shutdown && self.peer_incarnation != 0 {
                     // The peer process is going away: its session ends now.
-                    self.lose(LostReason::PeerShutdown);
+                    self.lose(now, LostReason::PeerShutdown);
                 }
                 Err(LinkError::ClosedByPeer { code, reason })
             }
@@ -445,7 +445,7 @@ impl Session {
 
     fn establish(
         &mut self,
-        _now: Instant,
+        now: Instant,
         has_session: bool,
         offer: SessionOffer,
     ) -> Result<(), LinkError> {
@@ -469,7 +469,7 @@ impl Session {
         } else {
             if has_session && self.confirmed {
                 // We held the session, the peer does not: it cannot be continued.
-                self.lose(LostReason::PeerForgot);
+                self.lose(now, LostReason::PeerForgot);
             }
             // has_session but never confirmed: the peer never established it, and we sent no
             // DATA in it, so it simply starts again (nothing to hand back, nothing to dedupe).
@@ -496,7 +496,9 @@ impl Session {
     }
 
     /// Ends the current session generation, handing back everything unacknowledged.
-    fn lose(&mut self, reason: LostReason) {
+    fn lose(&mut self, now: Instant, reason: LostReason) {
+        // Messages queued from now on belong to the next session: their expiry counts from here.
+        self.detached_at = now;
         let acked = self.outbound.acked();
         let unacked = self.outbound.reset();
         self.inbound.reset();
@@ -578,8 +580,13 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.link {
             Some(link) => {
-                let mut at = instant_after(link.last_send, link.heartbeat)
-                    .min(instant_after(link.last_recv, self.config.idle_timeout));
+                let mut at = instant_after(link.last_recv, self.config.idle_timeout);
+                // Once a PING is due, the heartbeat timer has fired: it is armed again when
+                // something is sent. (Left armed, it would fire continuously while the socket
+                // takes nothing.)
+                if !link.ping_due {
+                    at = at.min(instant_after(link.last_send, link.heartbeat));
+                }
                 if let Phase::AwaitingOffer { deadline, .. } = link.phase {
                     at = at.min(deadline);
                 }
@@ -599,7 +606,7 @@ impl Session {
             if (self.peer_incarnation != 0 || !self.outbound.is_empty())
                 && now >= instant_after(self.detached_at, config.session_expiry)
             {
-                self.lose(LostReason::Expired);
+                self.lose(now, LostReason::Expired);
             }
             return Ok(());
         };

@@ -204,3 +204,14 @@ pub async fn send_stream(
         receipt.delivered().await.unwrap();
     }
 }
+
+/// Polls `cond` every few milliseconds until it holds, failing the test after [`WAIT`]. For
+/// conditions no event announces (connection counts, queue depths); never a fixed sleep.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}

@@ -229,6 +229,23 @@ fn heartbeat_pings_an_idle_link_and_keeps_it_alive() {
 }
 
 #[test]
+fn a_due_ping_that_cannot_be_written_does_not_keep_the_timer_firing() {
+    // The driver stops collecting frames while its write buffer is full; the heartbeat timer
+    // must not stay in the past meanwhile, or the driver would wake up in a loop.
+    let mut pair = Pair::established();
+    let heartbeat = pair.config.heartbeat_interval;
+    pair.advance(heartbeat);
+    pair.fire_timers(A).unwrap();
+    let next = pair.session(A).poll_timeout().unwrap();
+    assert!(next > pair.now(), "the next timer is in the future");
+    assert_eq!(
+        pair.transmit(A),
+        [Frame::Ping],
+        "the PING goes out when it can"
+    );
+}
+
+#[test]
 fn a_silent_peer_is_declared_dead_after_the_idle_timeout() {
     let mut pair = Pair::established();
     let idle = pair.config.idle_timeout;

@@ -414,3 +414,41 @@ async fn send_many_queues_in_order_and_checks_sizes_first() {
     client.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_session_cap_refuses_new_names_beyond_it() {
+    let server = Node::builder("server")
+        .listen("127.0.0.1:0")
+        .max_sessions(2)
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let mut clients = Vec::new();
+    for name in ["one", "two"] {
+        let node = Node::builder(name).start().await.unwrap();
+        node.connect(addr).await.unwrap();
+        clients.push(node);
+    }
+    let third = Node::builder("three").start().await.unwrap();
+    let err = third.connect(addr).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Link(networkio::proto::LinkError::ClosedByPeer {
+                code: networkio::proto::CloseCode::Busy,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert!(
+        server.peer("three").is_none(),
+        "nothing kept of the refused name"
+    );
+    assert_eq!(server.peers().len(), 2);
+    for node in clients.into_iter().chain([third]) {
+        node.shutdown().await;
+    }
+    server.shutdown().await;
+}

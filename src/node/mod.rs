@@ -287,6 +287,7 @@ impl NodeBuilder {
             public_key,
             config: self.config,
             peers: Mutex::new(HashMap::new()),
+            last_reclaim: Mutex::new(None),
             events: Arc::new(EventQueue::default()),
             closing: CancellationToken::new(),
             closed: CancellationToken::new(),
@@ -324,6 +325,8 @@ pub(crate) struct NodeShared {
     pub(crate) incarnation: u64,
     pub(crate) config: NodeConfig,
     pub(crate) peers: Mutex<HashMap<String, Arc<PeerInner>>>,
+    /// When the session cap last made a reclaiming scan of `peers`.
+    pub(crate) last_reclaim: Mutex<Option<Instant>>,
     pub(crate) events: Arc<EventQueue>,
     /// Connection cap: one permit per live connection.
     pub(crate) connections: Arc<Semaphore>,
@@ -369,7 +372,15 @@ impl NodeShared {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if !peers.contains_key(name) && peers.len() >= self.config.max_sessions {
             // Full: make room from entries whose sessions ended (expired, lost) and that nobody
-            // holds a handle to. Scanned only at the cap.
+            // holds a handle to. The scan visits every entry, so strangers knocking at the cap
+            // get it at most once a second; the rest are refused.
+            let now = Instant::now();
+            let mut last = self.last_reclaim.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1)) {
+                return None;
+            }
+            *last = Some(now);
+            drop(last);
             peers.retain(|_, peer| Arc::strong_count(peer) > 1 || !holds_nothing(peer));
             if peers.len() >= self.config.max_sessions {
                 return None;

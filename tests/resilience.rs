@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::raw::RawPeer;
-use common::{listening_node, wait_event, within};
+use common::{listening_node, wait_event, wait_session_lost, within};
 use networkio::proto::frame::{CloseCode, Frame, SessionOffer};
 use networkio::{ConnectionState, Error, Event, Identity, LostReason, Node};
 use networkio_chaos::{ChaosConfig, ChaosProxy};
@@ -217,16 +217,7 @@ async fn a_restarted_peer_is_reported_and_unacked_messages_are_handed_back() {
         .start()
         .await
         .unwrap();
-    let ev = wait_event(&mut events, "SessionLost", |e| {
-        matches!(e, Event::SessionLost { .. })
-    })
-    .await;
-    let Event::SessionLost {
-        unacked, reason, ..
-    } = ev
-    else {
-        unreachable!()
-    };
+    let (unacked, reason) = wait_session_lost(&mut events, "SessionLost").await;
     assert_eq!(reason, LostReason::PeerRestarted);
     let handed_back: Vec<u32> = unacked
         .iter()
@@ -281,16 +272,7 @@ async fn a_peer_shutdown_ends_the_session_and_hands_back_what_it_did_not_take() 
         let server = server.clone();
         tokio::spawn(async move { server.shutdown().await })
     };
-    let ev = wait_event(&mut events, "SessionLost", |e| {
-        matches!(e, Event::SessionLost { .. })
-    })
-    .await;
-    let Event::SessionLost {
-        unacked, reason, ..
-    } = ev
-    else {
-        unreachable!()
-    };
+    let (unacked, reason) = wait_session_lost(&mut events, "SessionLost").await;
     assert_eq!(reason, LostReason::PeerShutdown);
     assert_eq!(unacked.len(), 6);
     within("server shutdown", shutdown).await.unwrap();
@@ -323,16 +305,7 @@ async fn a_session_expires_during_a_partition_and_a_new_one_starts_after() {
     proxy.pause();
     // Queued during the partition: handed back when the session expires.
     let queued = peer.send(&2u8).await.unwrap();
-    let ev = wait_event(&mut client_events, "client SessionLost", |e| {
-        matches!(e, Event::SessionLost { .. })
-    })
-    .await;
-    let Event::SessionLost {
-        unacked, reason, ..
-    } = ev
-    else {
-        unreachable!()
-    };
+    let (unacked, reason) = wait_session_lost(&mut client_events, "client SessionLost").await;
     assert_eq!(reason, LostReason::Expired);
     assert_eq!(unacked.len(), 1);
     assert!(matches!(
@@ -406,20 +379,8 @@ async fn messages_queued_after_a_loss_expire_on_the_accepting_side_too() {
             reason: LostReason::Expired
         })
     ));
-    let Event::SessionLost { unacked, .. } =
-        wait_event(&mut events, "SessionLost (expired)", |e| {
-            matches!(
-                e,
-                Event::SessionLost {
-                    reason: LostReason::Expired,
-                    ..
-                }
-            )
-        })
-        .await
-    else {
-        unreachable!()
-    };
+    let (unacked, reason) = wait_session_lost(&mut events, "SessionLost (expired)").await;
+    assert_eq!(reason, LostReason::Expired);
     assert_eq!(unacked.len(), 1, "the queued message is handed back");
     server.shutdown().await;
 }

@@ -215,3 +215,16 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     })
     .await
 }
+
+/// Waits for the next `SessionLost` event; returns the handed-back payloads and the reason.
+pub async fn wait_session_lost(
+    events: &mut Events,
+    what: &str,
+) -> (Vec<bytes::Bytes>, networkio::LostReason) {
+    match wait_event(events, what, |e| matches!(e, Event::SessionLost { .. })).await {
+        Event::SessionLost {
+            unacked, reason, ..
+        } => (unacked, reason),
+        _ => unreachable!("wait_event returned another event"),
+    }
+}

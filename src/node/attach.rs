@@ -116,16 +116,9 @@ pub(crate) fn apply_events(
 }
 
 fn publish_delivery(peer: &PeerInner, core: &PeerCore) {
-    let (generation, acked, unacked) = (
-        core.session.generation(),
-        core.session.acked(),
-        core.session.unacked_len(),
-    );
-    let lost_reason = core.lost_reason;
+    let (generation, acked) = (core.session.generation(), core.session.acked());
     peer.delivery.send_modify(|s| {
         s.generation = generation;
         s.acked = acked;
-        s.unacked = unacked;
-        s.lost_reason = lost_reason;
     });
 }

@@ -74,8 +74,6 @@ pub struct PeerStats {
 pub(crate) struct DeliveryState {
     pub generation: u64,
     pub acked: u64,
-    pub unacked: usize,
-    pub lost_reason: Option<LostReason>,
     pub closed: bool,
 }
 

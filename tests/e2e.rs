@@ -6,7 +6,9 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{Checker, WAIT, listening_node, send_stream, spawn_reader, wait_event, within};
+use common::{
+    Checker, WAIT, connected_pair, listening_node, send_stream, spawn_reader, wait_event, within,
+};
 use networkio::{ConnectionState, Error, Event, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,9 +104,7 @@ async fn several_peers_at_once() {
 
 #[tokio::test]
 async fn read_one_two_all_leaves_the_rest_queued() {
-    let server = listening_node("server").await;
-    let client = Node::builder("client").start().await.unwrap();
-    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    let (server, client, peer) = connected_pair("server", "client").await;
     let mut last = None;
     for i in 0..10u32 {
         last = Some(peer.send(&i).await.unwrap());
@@ -132,9 +132,7 @@ async fn read_one_two_all_leaves_the_rest_queued() {
 
 #[tokio::test]
 async fn a_message_of_the_wrong_type_is_an_error_and_stays_queued() {
-    let server = listening_node("server").await;
-    let client = Node::builder("client").start().await.unwrap();
-    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    let (server, client, peer) = connected_pair("server", "client").await;
     peer.send(&"not a number").await.unwrap();
     let r = peer.send(&7u64).await.unwrap();
     within("delivery", r.delivered()).await.unwrap();

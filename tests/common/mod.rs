@@ -135,6 +135,15 @@ pub async fn listening_node(name: &str) -> Node {
         .unwrap()
 }
 
+/// A listening node named `server`, a node named `client` connected to it, and the client's
+/// handle to the server.
+pub async fn connected_pair(server: &str, client: &str) -> (Node, Node, Peer) {
+    let server = listening_node(server).await;
+    let client = Node::builder(client).start().await.unwrap();
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    (server, client, peer)
+}
+
 /// Waits for an event matching `pred`, discarding others.
 pub async fn wait_event(
     events: &mut Events,

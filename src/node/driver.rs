@@ -572,6 +572,16 @@ pub(crate) async fn idle(shared: &NodeShared, peer: &Arc<PeerInner>, until: Opti
         };
         let next = match (timeout, until) {
             (Some(t), Some(u)) => Some(t.min(u)),
+            (None, None) => {
+                // Nothing to expire. Once the peer holds nothing and nobody but this watcher
+                // and the connection task that runs it (and the peer table) refers to it, no
+                // message can be queued any more: stop, so the entry can be reclaimed.
+                // Otherwise look again now and then.
+                if super::holds_nothing(peer) && Arc::strong_count(peer) <= 3 {
+                    return;
+                }
+                Some(Instant::now() + WATCH_RECHECK)
+            }
             (t, u) => t.or(u),
         };
         if until.is_some_and(|u| u <= Instant::now()) {
@@ -584,6 +594,9 @@ pub(crate) async fn idle(shared: &NodeShared, peer: &Arc<PeerInner>, until: Opti
         }
     }
 }
+
+/// How often an expiry watcher with nothing to expire checks whether it is still needed.
+const WATCH_RECHECK: Duration = Duration::from_secs(60);
 
 /// The one expiry watcher of a peer; released on drop.
 struct WatchGuard(Arc<PeerInner>);

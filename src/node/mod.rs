@@ -346,7 +346,7 @@ pub(crate) struct NodeShared {
 
 /// Whether a peer entry carries nothing worth keeping: no session, no connection, nothing queued
 /// either way, nothing handed back waiting for the application.
-fn holds_nothing(peer: &PeerInner) -> bool {
+pub(crate) fn holds_nothing(peer: &PeerInner) -> bool {
     let core = peer.lock();
     core.session.peer_incarnation() == 0
         && core.session.link_id().is_none()

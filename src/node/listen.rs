@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use super::NodeShared;
 use super::driver::{self, Origin};
+use super::watch;
 
 pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) {
     let mut fd_backoff = Duration::from_millis(5);
@@ -67,7 +68,7 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
             // (`idle` returns at once if a connection serves the peer or a task already
             // watches it.)
             if let Some(peer) = outcome.peer {
-                driver::idle(&shared2, &peer, None).await;
+                watch::idle(&shared2, &peer, None).await;
             }
         });
     }

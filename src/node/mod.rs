@@ -12,6 +12,7 @@ mod events;
 mod listen;
 mod peer;
 mod transport;
+mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -147,10 +147,9 @@ async fn a_message_of_the_wrong_type_is_an_error_and_stays_queued() {
 
 #[tokio::test]
 async fn raw_bytes_and_delivered_events() {
-    let server = listening_node("server").await;
-    let client = Node::builder("client").start().await.unwrap();
+    let (server, client, peer) = connected_pair("server", "client").await;
+    // The queue keeps what happened before this handle existed: nothing is missed.
     let mut client_events = client.events();
-    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
     let mut receipts = Vec::new();
     for i in 0..100u8 {
         receipts.push(peer.send_bytes(vec![i; usize::from(i)]).await.unwrap());
@@ -289,10 +288,9 @@ async fn oversized_messages_and_bad_names_are_caller_errors() {
 
 #[tokio::test]
 async fn shutdown_ends_the_peer_session_and_fails_pending_receipts() {
-    let server = listening_node("server").await;
-    let client = Node::builder("client").start().await.unwrap();
+    let (server, client, peer) = connected_pair("server", "client").await;
+    // The queue keeps what happened before this handle existed: nothing is missed.
     let mut client_events = client.events();
-    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
     let r = peer.send(&"before").await.unwrap();
     within("delivery", r.delivered()).await.unwrap();
     server.shutdown().await;

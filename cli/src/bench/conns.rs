@@ -335,19 +335,9 @@ async fn networkio(
         })
     };
     let before = rss_bytes()?;
-    let mut process = Process::spawn(
-        "bench-peers",
-        &[
-            "--connect".into(),
-            addr.to_string(),
-            "--peers".into(),
-            peers.to_string(),
-            "--mode".into(),
-            mode_name(mode).into(),
-            "--size".into(),
-            size.to_string(),
-        ],
-    )?;
+    let mut args = peers_args(addr, peers, size);
+    args.extend(["--mode".into(), mode_name(mode).into()]);
+    let mut process = Process::spawn("bench-peers", &args)?;
     let result = process
         .settle(progress, peers, || {
             server.connection_count() == peers
@@ -366,6 +356,18 @@ async fn networkio(
         rss_per_peer_bytes: after.saturating_sub(before) as f64 / peers as f64,
         lost: peers_lost.saturating_add(server_lost),
     })
+}
+
+/// The arguments of the peers' process common to every contender.
+fn peers_args(addr: std::net::SocketAddr, peers: usize, size: usize) -> Vec<String> {
+    vec![
+        "--connect".into(),
+        addr.to_string(),
+        "--peers".into(),
+        peers.to_string(),
+        "--size".into(),
+        size.to_string(),
+    ]
 }
 
 /// Raw TCP: a tokio accept loop here holding each socket in a task that reads into a small
@@ -390,18 +392,9 @@ async fn raw(peers: usize, size: usize, progress: &impl Fn(usize)) -> anyhow::Re
         })
     };
     let before = rss_bytes()?;
-    let mut process = Process::spawn(
-        "bench-peers",
-        &[
-            "--connect".into(),
-            addr.to_string(),
-            "--peers".into(),
-            peers.to_string(),
-            "--size".into(),
-            size.to_string(),
-            "--raw".into(),
-        ],
-    )?;
+    let mut args = peers_args(addr, peers, size);
+    args.push("--raw".into());
+    let mut process = Process::spawn("bench-peers", &args)?;
     let result = process
         .settle(progress, peers, || {
             open.load(Ordering::Relaxed) == peers && exchanged.load(Ordering::Relaxed) >= peers

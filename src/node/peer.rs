@@ -1,8 +1,10 @@
 //! `Peer`: the application's handle to one remote node, by name.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -151,9 +153,7 @@ impl PeerInner {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, PeerCore> {
-        // A panic while holding the lock cannot leave the session half-updated in a way that
-        // matters more than losing the peer entirely; keep serving.
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+        self.core.lock()
     }
 }
 
@@ -203,9 +203,15 @@ impl Peer {
     /// Queues raw bytes (no serialisation), waiting while the outbound window is full.
     pub async fn send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
         let payload = payload.into();
+        match self.push(&payload) {
+            Err(Error::Full) => {}
+            other => return other,
+        }
         loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
             match self.push(&payload) {
                 Err(Error::Full) => space.await,
                 other => return other,

@@ -410,6 +410,22 @@ pub fn encode(frame: &Frame, out: &mut impl BufMut) {
     }
 }
 
+/// Recognises a complete, well-formed DATA frame at the front of `buf` without consuming it or
+/// building a [`Frame`] (the receiving hot path): its sequence number, where its payload lies in
+/// `buf`, and its length on the wire. `None` for anything else, including a frame not yet
+/// complete or one over `max_len`: [`decode`] is the authority on those.
+pub fn peek_data(buf: &[u8], max_len: usize) -> Option<(u64, std::ops::Range<usize>, usize)> {
+    let (header, rest) = buf.split_first_chunk::<5>()?;
+    let [l0, l1, l2, l3, kind] = *header;
+    let len = usize::try_from(u32::from_be_bytes([l0, l1, l2, l3])).ok()?;
+    if kind != kind::DATA || len < 9 || len > max_len {
+        return None;
+    }
+    let seq = u64::from_be_bytes(*rest.first_chunk::<8>()?);
+    let total = len.checked_add(4)?;
+    (buf.len() >= total).then_some((seq, 13..total, total))
+}
+
 /// Appends a DATA frame without building a [`Frame`] (the hot path).
 pub fn encode_data(seq: u64, payload: &[u8], out: &mut impl BufMut) {
     put_header(out, kind::DATA, payload.len().saturating_add(8));
@@ -460,8 +476,20 @@ mod tests {
             let mut partial = BytesMut::from(&buf[..cut]);
             assert_eq!(decode(&mut partial, MAX), Ok(None), "prefix of {cut} bytes");
             assert_eq!(partial.len(), cut, "a partial frame must not be consumed");
+            assert_eq!(peek_data(&partial, MAX), None, "prefix of {cut} bytes");
         }
         buf.extend_from_slice(b"tail");
+        // The receiving fast path agrees with `decode` on DATA and declines everything else.
+        match (&frame, peek_data(&buf, MAX)) {
+            (Frame::Data { seq, payload }, Some((peeked, range, used))) => {
+                assert_eq!(
+                    (peeked, &buf[range], used),
+                    (*seq, &payload[..], encoded_len)
+                );
+            }
+            (Frame::Data { .. }, None) => panic!("peek_data missed a DATA frame"),
+            (_, peeked) => assert_eq!(peeked, None),
+        }
         assert_eq!(decode(&mut buf, MAX), Ok(Some(frame)));
         assert_eq!(&buf[..], b"tail", "exactly one frame consumed");
     }

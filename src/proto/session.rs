@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::frame::{self, Frame, SessionOffer};
 use super::handshake::{PeerHello, frame_name};
@@ -366,6 +366,21 @@ impl Session {
                 Phase::Established => self.config.max_frame_len,
                 Phase::AwaitingOffer { .. } => self.config.handshake_frame_len,
             };
+            if matches!(link.phase, Phase::Established) {
+                if let Some((seq, payload, used)) = frame::peek_data(buf, max_len) {
+                    // The hot path: a DATA frame straight into the inbox. The payload is copied
+                    // out (not split off the read buffer) so that a message kept in the inbox
+                    // holds only its own bytes.
+                    let payload = Bytes::copy_from_slice(buf.get(payload).unwrap_or_default());
+                    buf.advance(used);
+                    link.last_recv = now;
+                    match self.on_data(seq, payload) {
+                        Ok(new) => received |= new,
+                        Err(e) => break Err(e),
+                    }
+                    continue;
+                }
+            }
             let frame = match frame::decode(buf, max_len) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break Ok(()),
@@ -393,13 +408,10 @@ impl Session {
         let Some(link) = self.link.as_mut() else {
             return Ok(false);
         };
-        let unexpected = |state| ProtocolViolation::UnexpectedFrame {
-            frame: frame_name(&frame),
-            state,
-        };
-        match (&link.phase, &frame) {
+        let name = frame_name(&frame);
+        let unexpected = |state| ProtocolViolation::UnexpectedFrame { frame: name, state };
+        match (&link.phase, frame) {
             (_, Frame::Close { code, reason }) => {
-                let (code, reason) = (*code, reason.clone());
                 if code == CloseCode::Shutdown && self.peer_incarnation != 0 {
                     // The peer process is going away: its session ends now.
                     self.lose(now, LostReason::PeerShutdown);
@@ -409,17 +421,11 @@ impl Session {
             (_, Frame::Ping) => Ok(false),
             (Phase::AwaitingOffer { has_session, .. }, Frame::Session(offer)) => {
                 let has_session = *has_session;
-                let offer = *offer;
                 self.establish(now, has_session, offer)?;
                 Ok(false)
             }
             (Phase::AwaitingOffer { .. }, _) => Err(unexpected("before SESSION").into()),
-            (Phase::Established, Frame::Data { seq, payload }) => {
-                // Only a peer that established the session sends DATA or ACK.
-                self.confirmed = true;
-                let accepted = self.inbound.on_data(*seq, payload.clone())?;
-                Ok(accepted == Accepted::New)
-            }
+            (Phase::Established, Frame::Data { seq, payload }) => self.on_data(seq, payload),
             (
                 Phase::Established,
                 Frame::Ack {
@@ -429,11 +435,10 @@ impl Session {
                 },
             ) => {
                 self.confirmed = true;
-                let released = self.outbound.on_ack(*up_to)?;
-                self.outbound.grant(*up_to, *window_messages, *window_bytes);
+                let released = self.outbound.on_ack(up_to)?;
+                self.outbound.grant(up_to, window_messages, window_bytes);
                 if released > 0 {
-                    self.events
-                        .push_back(SessionEvent::Delivered { up_to: *up_to });
+                    self.events.push_back(SessionEvent::Delivered { up_to });
                 }
                 Ok(false)
             }
@@ -441,6 +446,14 @@ impl Session {
                 Err(unexpected("after the handshake").into())
             }
         }
+    }
+
+    /// A DATA frame on an established link; whether it was new.
+    fn on_data(&mut self, seq: u64, payload: Bytes) -> Result<bool, LinkError> {
+        // Only a peer that established the session sends DATA or ACK.
+        self.confirmed = true;
+        let accepted = self.inbound.on_data(seq, payload)?;
+        Ok(accepted == Accepted::New)
     }
 
     fn establish(

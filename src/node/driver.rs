@@ -28,6 +28,8 @@ use crate::security::{PublicKey, Security};
 
 /// Bytes of frames collected per write.
 const WRITE_BATCH: usize = 64 * 1024;
+/// Bytes of frames encoded per hold of the peer's lock.
+const LOCKED_ENCODE: usize = 8 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes reserved for a read while the connection is quiet.
@@ -378,10 +380,8 @@ impl Conn {
                 if let Err(e) = result {
                     return (established, End::Link(e));
                 }
-                while self.wbuf.len() < WRITE_BATCH
-                    && core.session.poll_transmit(now, &mut self.wbuf, WRITE_BATCH)
-                {
-                }
+                let limit = self.wbuf.len() + LOCKED_ENCODE;
+                core.session.poll_transmit(now, &mut self.wbuf, limit);
                 if apply_events(shared, peer, &mut core) {
                     established = true;
                     // Established: no longer a pending handshake that may be evicted.
@@ -392,6 +392,17 @@ impl Conn {
                 }
                 core.session.poll_timeout()
             };
+            // The rest of a batch is encoded a slice at a time, so that an application queueing
+            // messages waits for the lock no longer than one slice takes.
+            while self.wbuf.len() < WRITE_BATCH {
+                let mut core = peer.lock();
+                let limit = (self.wbuf.len() + LOCKED_ENCODE).min(WRITE_BATCH);
+                if core.session.link_id() != Some(link)
+                    || !core.session.poll_transmit(now, &mut self.wbuf, limit)
+                {
+                    break;
+                }
+            }
             self.shrink_if_idle();
             let room = self.reserve_read();
             let sleep = timeout.map(tokio::time::Instant::from_std);

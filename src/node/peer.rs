@@ -204,9 +204,14 @@ impl Peer {
     pub async fn send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
         let payload = payload.into();
         match self.push(&payload) {
-            Err(Error::Full) => {}
-            other => return other,
+            // Boxed, so that the future of the fast path stays small.
+            Err(Error::Full) => Box::pin(self.send_when_room(payload)).await,
+            other => other,
         }
+    }
+
+    /// The slow path of [`Peer::send_bytes`]: waits for window space, then queues.
+    async fn send_when_room(&self, payload: Bytes) -> Result<Receipt> {
         loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();

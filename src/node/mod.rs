@@ -223,6 +223,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Longest an acknowledgement waits to be coalesced while data streams in (default 1 ms).
+    /// Messages arriving a few at a time are acknowledged at once whatever this is; a longer
+    /// delay means fewer ACKs during bulk transfer and later `Delivered` at the end of a burst.
+    pub fn ack_delay(mut self, delay: Duration) -> Self {
+        self.config.protocol.ack_delay = delay;
+        self
+    }
+
     /// Absolute deadline for a connection's handshake (default 10 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.protocol.handshake_timeout = timeout;

@@ -22,6 +22,11 @@ pub struct InboxLimits {
     pub bytes: usize,
 }
 
+/// A quarter of a limit, at least 1: the step at which acknowledgements and grants are due.
+fn quarter(limit: usize) -> u64 {
+    (limit as u64).checked_div(4).unwrap_or(0).max(1)
+}
+
 /// The receiving half of a session.
 #[derive(Debug)]
 pub struct Inbound {
@@ -30,6 +35,8 @@ pub struct Inbound {
     next_expected: u64,
     /// Highest sequence number acknowledged to the peer on the current connection.
     acked: u64,
+    /// `received_bytes` as of that acknowledgement.
+    acked_bytes: u64,
     /// Messages received in order, waiting for the application.
     inbox: VecDeque<Bytes>,
     inbox_bytes: usize,
@@ -57,6 +64,7 @@ impl Inbound {
             limits,
             next_expected: 1,
             acked: 0,
+            acked_bytes: 0,
             inbox: VecDeque::new(),
             inbox_bytes: 0,
             received_bytes: 0,
@@ -95,8 +103,10 @@ impl Inbound {
     }
 
     /// Whether the window grew enough since it was last advertised to be worth telling the
-    /// peer without waiting for data to acknowledge: by a quarter of a limit, or to all of it.
-    pub fn window_update_due(&self) -> bool {
+    /// peer without waiting for data to acknowledge: by a quarter of a limit, or at all while the
+    /// peer's remaining credit is low (under a quarter of a limit, or under `max_message` bytes,
+    /// the largest message it may send), so that a sender never waits on a grant we could give.
+    pub fn window_update_due(&self, max_message: usize) -> bool {
         let (messages, bytes) = self.window();
         let grown_messages = self
             .received_up_to()
@@ -106,10 +116,23 @@ impl Inbound {
             .received_bytes
             .saturating_add(bytes)
             .saturating_sub(self.limit_bytes);
-        let quarter = |limit: usize| (limit as u64).checked_div(4).unwrap_or(0).max(1);
+        if grown_messages == 0 && grown_bytes == 0 {
+            return false;
+        }
+        let credit_messages = self.limit_seq.saturating_sub(self.received_up_to());
+        let credit_bytes = self.limit_bytes.saturating_sub(self.received_bytes);
         grown_messages >= quarter(self.limits.messages)
             || grown_bytes >= quarter(self.limits.bytes)
-            || (self.inbox.is_empty() && (grown_messages > 0 || grown_bytes > 0))
+            || credit_messages < quarter(self.limits.messages)
+            || credit_bytes < quarter(self.limits.bytes).max(max_message as u64)
+    }
+
+    /// Whether enough arrived since the last acknowledgement to acknowledge it without
+    /// waiting: a quarter of either inbox limit.
+    pub fn ack_pressure(&self) -> bool {
+        let messages = self.received_up_to().saturating_sub(self.acked);
+        let bytes = self.received_bytes.saturating_sub(self.acked_bytes);
+        messages >= quarter(self.limits.messages) || bytes >= quarter(self.limits.bytes)
     }
 
     /// Accepts a DATA frame: appends it, drops it as a duplicate, or reports a gap.
@@ -183,12 +206,16 @@ impl Inbound {
 
     /// Records that an ACK up to `up_to` was written.
     pub fn ack_sent(&mut self, up_to: u64) {
+        if up_to >= self.received_up_to() {
+            self.acked_bytes = self.received_bytes;
+        }
         self.acked = self.acked.max(up_to);
     }
 
     /// A new connection: the peer learns our position from the SESSION frame, so no ack is owed.
     pub fn on_new_link(&mut self) {
         self.acked = self.received_up_to();
+        self.acked_bytes = self.received_bytes;
     }
 
     /// A new session: numbering restarts; messages already in the inbox stay for the application
@@ -196,6 +223,7 @@ impl Inbound {
     pub fn reset(&mut self) {
         self.next_expected = 1;
         self.acked = 0;
+        self.acked_bytes = 0;
         self.received_bytes = 0;
         self.limit_seq = 0;
         self.limit_bytes = 0;
@@ -297,9 +325,12 @@ mod tests {
             inb.on_data(3, Bytes::from_static(b"c")),
             Err(ProtocolViolation::FlowControl { .. })
         ));
-        assert!(!inb.window_update_due());
+        assert!(!inb.window_update_due(100));
         inb.take(5);
-        assert!(inb.window_update_due(), "an emptied inbox is worth telling");
+        assert!(
+            inb.window_update_due(100),
+            "a grown window is worth telling a starved peer"
+        );
         inb.advertise(inb.window());
         inb.on_data(3, Bytes::from_static(b"c")).unwrap();
         assert_eq!(inb.bytes(), 1);

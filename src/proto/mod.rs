@@ -58,6 +58,11 @@ pub struct Config {
     pub inbox: InboxLimits,
     /// Send a PING after this long without sending anything.
     pub heartbeat_interval: Duration,
+    /// Longest an acknowledgement of received data waits to be coalesced with later data. Data
+    /// arriving a few messages at a time is acknowledged at once; while it streams in, an ACK
+    /// goes out per quarter of the inbox received, or this long after the first unacknowledged
+    /// message, whichever comes first.
+    pub ack_delay: Duration,
     /// Declare the connection dead after this long without receiving anything.
     pub idle_timeout: Duration,
     /// Absolute deadline for the handshake, from the moment the connection exists.
@@ -82,6 +87,7 @@ impl Default for Config {
                 bytes: 8 << 20,
             },
             heartbeat_interval: Duration::from_secs(5),
+            ack_delay: Duration::from_millis(1),
             idle_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             session_expiry: Duration::from_secs(3600),

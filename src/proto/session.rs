@@ -103,7 +103,15 @@ struct Link {
     leftover: usize,
     /// How often to send something: ours, or faster if the peer's idle timeout demands it.
     heartbeat: Duration,
+    /// Acknowledge received data with the next transmission, without waiting for more.
+    ack_now: bool,
+    /// When an acknowledgement held back to be coalesced becomes due.
+    ack_deadline: Option<Instant>,
 }
+
+/// An input that brings fewer new messages than this is acknowledged at once: the peer is not
+/// streaming, and whoever waits for `Delivered` should not wait for the ACK delay.
+const ACK_EAGER: usize = 16;
 
 /// Fastest heartbeat a peer's HELLO can make us send.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
@@ -312,6 +320,8 @@ impl Session {
             ping_due: false,
             confirm_due: false,
             leftover: 0,
+            ack_now: false,
+            ack_deadline: None,
             heartbeat: self.config.heartbeat_interval.min(
                 hello
                     .idle_timeout
@@ -356,7 +366,7 @@ impl Session {
         if buf.len() > link.leftover {
             link.last_recv = now;
         }
-        let mut received = false;
+        let mut received = 0usize;
         let result = loop {
             let Some(link) = self.link.as_mut() else {
                 break Ok(());
@@ -375,7 +385,7 @@ impl Session {
                     buf.advance(used);
                     link.last_recv = now;
                     match self.on_data(seq, payload) {
-                        Ok(new) => received |= new,
+                        Ok(new) => received = received.saturating_add(usize::from(new)),
                         Err(e) => break Err(e),
                     }
                     continue;
@@ -388,14 +398,21 @@ impl Session {
             };
             link.last_recv = now;
             match self.handle_frame(now, frame) {
-                Ok(new) => received |= new,
+                Ok(new) => received = received.saturating_add(usize::from(new)),
                 Err(e) => break Err(e),
             }
         };
         if let Some(link) = self.link.as_mut() {
             link.leftover = buf.len();
+            if received > 0 {
+                if received < ACK_EAGER {
+                    link.ack_now = true;
+                } else if link.ack_deadline.is_none() {
+                    link.ack_deadline = Some(instant_after(now, self.config.ack_delay));
+                }
+            }
         }
-        if received {
+        if received > 0 {
             // Messages accepted before an error stay delivered: the application hears of them.
             self.events.push_back(SessionEvent::Received);
         }
@@ -551,9 +568,11 @@ impl Session {
             frame::encode(&Frame::Session(offer), out);
         }
         if matches!(link.phase, Phase::Established) {
-            let confirm = std::mem::take(&mut link.confirm_due);
-            if confirm || self.inbound.ack_due().is_some() || self.inbound.window_update_due() {
+            if ack_wanted(link, &self.inbound, &self.config) {
                 self.inbound.write_ack(out);
+                link.confirm_due = false;
+                link.ack_now = false;
+                link.ack_deadline = None;
             }
             while self.confirmed && out.len() < limit {
                 let Some((seq, payload)) = self.outbound.next_to_transmit() else {
@@ -581,9 +600,7 @@ impl Session {
                 link.offer_to_send.is_some()
                     || link.ping_due
                     || (matches!(link.phase, Phase::Established)
-                        && (link.confirm_due
-                            || self.inbound.ack_due().is_some()
-                            || self.inbound.window_update_due()
+                        && (ack_wanted(link, &self.inbound, &self.config)
                             || (self.confirmed && self.outbound.can_transmit())))
             }
         }
@@ -602,6 +619,9 @@ impl Session {
                 }
                 if let Phase::AwaitingOffer { deadline, .. } = link.phase {
                     at = at.min(deadline);
+                }
+                if let Some(ack) = link.ack_deadline {
+                    at = at.min(ack);
                 }
                 Some(at)
             }
@@ -639,6 +659,19 @@ impl Session {
         if now >= instant_after(link.last_send, link.heartbeat) {
             link.ping_due = true;
         }
+        if link.ack_deadline.is_some_and(|at| now >= at) {
+            link.ack_deadline = None;
+            link.ack_now = true;
+        }
         Ok(())
     }
+}
+
+/// Whether an ACK should go out with the next transmission on an established link: to confirm
+/// the session, for received data that should not wait any longer (see `ACK_EAGER` and
+/// [`Config::ack_delay`]) or is a quarter of the inbox, or to grant a grown window.
+fn ack_wanted(link: &Link, inbound: &Inbound, config: &Config) -> bool {
+    link.confirm_due
+        || (inbound.ack_due().is_some() && (link.ack_now || inbound.ack_pressure()))
+        || inbound.window_update_due(config.window.max_message)
 }

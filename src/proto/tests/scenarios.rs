@@ -28,6 +28,34 @@ fn data_seqs(frames: &[Frame]) -> Vec<u64> {
 }
 
 #[test]
+fn acks_wait_only_while_data_streams() {
+    let mut config = test_config();
+    config.window.messages = 1000;
+    config.inbox.messages = 1000;
+    let mut pair = Pair::new(config);
+    pair.wire_limit = 1 << 20;
+    pair.connect();
+    pair.steps(2);
+    pair.take_events(Side::A);
+    // A few messages: acknowledged at once, with no time passing.
+    assert_eq!(pair.send(Side::A, 3), 3);
+    pair.steps(1);
+    assert_eq!(pair.session(Side::A).acked(), 3);
+    // A quarter of the inbox in one input: acknowledged at once too.
+    assert_eq!(pair.send(Side::A, 250), 250);
+    pair.steps(1);
+    assert_eq!(pair.session(Side::A).acked(), 253);
+    // Fewer, but still a stream: held back for the ack delay, and no longer.
+    assert_eq!(pair.send(Side::A, 100), 100);
+    pair.steps(2);
+    assert_eq!(pair.session(Side::A).acked(), 253);
+    pair.tick(config.ack_delay);
+    pair.steps(1);
+    assert_eq!(pair.session(Side::A).acked(), 353);
+    assert_eq!(pair.read_all(Side::B), (1..=353).collect::<Vec<_>>());
+}
+
+#[test]
 fn exchange_in_both_directions_with_coalesced_acks() {
     let mut config = test_config();
     config.window.messages = 1000;
@@ -44,6 +72,11 @@ fn exchange_in_both_directions_with_coalesced_acks() {
     pair.take_frames(Side::A);
     pair.take_frames(Side::B);
     pair.steps(3);
+    // Each side received a stream of messages in one input: its ACK waits the ack delay for
+    // more to coalesce with, then covers them all.
+    assert_eq!(pair.session(Side::A).acked(), 0);
+    pair.tick(config.ack_delay);
+    pair.steps(1);
     assert_eq!(pair.read_all(Side::B), (1..=200).collect::<Vec<_>>());
     assert_eq!(pair.read_all(Side::A), (1..=150).collect::<Vec<_>>());
     assert_eq!(pair.session(Side::A).acked(), 200);

@@ -50,7 +50,9 @@
 //!   default 1 hour without a connection).
 //! - **Acknowledged.** A message is *delivered* once it is in the receiving node's inbox, whether or
 //!   not that application has read it yet. Acknowledgements are cumulative: [`Receipt::delivered`]
-//!   resolves, and [`Event::Delivered`] reports the highest delivered sequence number.
+//!   resolves, and [`Event::Delivered`] reports the highest delivered sequence number. A message
+//!   sent on its own is acknowledged at once; while messages stream in, one acknowledgement covers
+//!   many (per quarter of the inbox, or at most [`NodeBuilder::ack_delay`] later, default 1 ms).
 //! - **Nothing silent.** If the other side lost the session (it restarted, shut down, or the
 //!   session expired) the application gets [`Event::SessionLost`] with every unacknowledged
 //!   message handed back; their receipts fail with [`Error::SessionLost`]. Such messages are never

@@ -600,8 +600,8 @@ impl Session {
                 link.offer_to_send.is_some()
                     || link.ping_due
                     || (matches!(link.phase, Phase::Established)
-                        && (ack_wanted(link, &self.inbound, &self.config)
-                            || (self.confirmed && self.outbound.can_transmit())))
+                        && ((self.confirmed && self.outbound.can_transmit())
+                            || ack_wanted(link, &self.inbound, &self.config)))
             }
         }
     }

@@ -65,6 +65,11 @@ pub struct Args {
     /// `Peer::send_bytes` once per message; more uses `Peer::send_bytes_many`.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Throughput: run each side (sender, receiver) on a thread of its own with a
+    /// single-threaded runtime, as two single-connection processes would, instead of both as
+    /// tasks of one multi-threaded runtime. Applies to both contenders.
+    #[arg(long)]
+    split: bool,
     /// Runs per measurement; medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -118,6 +123,26 @@ struct Figures {
     rss_per_peer_bytes: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lost: Option<u64>,
+}
+
+/// Runs one side of a throughput measurement: with `split`, on a thread of its own in a
+/// single-threaded runtime (as a separate single-connection process would), otherwise as a task
+/// of the current runtime.
+pub(crate) fn side<F, Fut, T>(split: bool, f: F) -> tokio::task::JoinHandle<anyhow::Result<T>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + 'static + Send,
+    T: Send + 'static,
+{
+    if !split {
+        return tokio::spawn(f());
+    }
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(f())
+    })
 }
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
@@ -211,11 +236,12 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
     // Interleaved, so drift on a shared machine hits every contender alike.
     for _ in 0..args.runs {
         bar.set_message(format!("throughput raw TCP, {count} x {size} B"));
-        raw.push(rate(raw::throughput(count, size).await?));
+        raw.push(rate(raw::throughput(count, size, args.split).await?));
         bar.inc(1);
         for (mode, results) in args.modes.iter().zip(&mut by_mode) {
             bar.set_message(format!("throughput networkio {mode:?}, {count} x {size} B"));
-            results.push(rate(nio::throughput(*mode, count, size, args.batch).await?));
+            let run = nio::throughput(*mode, count, size, args.batch, args.split);
+            results.push(rate(run.await?));
             bar.inc(1);
         }
     }

@@ -54,16 +54,24 @@ impl Pair {
 }
 
 /// Sends `count` messages of `size` bytes one way; returns the time until the receiving
-/// application has read them all and the sender holds the acknowledgement of the last.
+/// application has read them all and the sender holds the acknowledgement of the last. With
+/// `split`, each node runs on a thread of its own (see `super::side`).
 pub async fn throughput(
     mode: Mode,
     count: u64,
     size: usize,
     batch: usize,
+    split: bool,
 ) -> anyhow::Result<Duration> {
-    let pair = Pair::start(mode).await?;
-    let mut events = pair.receiver.events();
-    let reader = tokio::spawn(async move {
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let receiver = super::side(split, move || async move {
+        let node = builder("bench-rx", mode)
+            .listen("127.0.0.1:0")
+            .start()
+            .await?;
+        let mut events = node.events();
+        let _ = addr_tx.send(node.local_addrs()[0]);
         let mut seen = 0u64;
         while seen < count {
             match events.recv().await {
@@ -72,33 +80,46 @@ pub async fn throughput(
                 None => anyhow::bail!("receiver stopped after {seen} messages"),
             }
         }
-        anyhow::Ok(Instant::now())
+        let read = Instant::now();
+        // Up until the sender holds its acknowledgement.
+        let _ = done_rx.await;
+        node.shutdown().await;
+        anyhow::Ok(read)
     });
-    // One payload for every message, as the raw-TCP baseline writes one prepared batch; static,
-    // so that handing it over costs no reference counting (what producing a message costs is
-    // the application's, not networkio's).
-    let payload = Bytes::from_static(Box::leak(vec![0xabu8; size].into_boxed_slice()));
-    let start = Instant::now();
-    let mut last = None;
-    if batch <= 1 {
-        for _ in 0..count {
-            last = Some(pair.peer.send_bytes(payload.clone()).await?);
+    let addr = addr_rx.await.context("receiver did not start")?;
+    let sender = super::side(split, move || async move {
+        let node = builder("bench-tx", mode).start().await?;
+        let peer = node.connect(addr).await?;
+        // One payload for every message, as the raw-TCP baseline writes one prepared batch;
+        // static, so that handing it over costs no reference counting (what producing a message
+        // costs is the application's, not networkio's).
+        let payload = Bytes::from_static(Box::leak(vec![0xabu8; size].into_boxed_slice()));
+        let start = Instant::now();
+        let mut last = None;
+        if batch <= 1 {
+            for _ in 0..count {
+                last = Some(peer.send_bytes(payload.clone()).await?);
+            }
+        } else {
+            let mut sent = 0;
+            while sent < count {
+                let n = (count - sent).min(batch as u64);
+                let batch = (0..n).map(|_| payload.clone());
+                last = peer.send_bytes_many(batch).await?.or(last);
+                sent += n;
+            }
         }
-    } else {
-        let mut sent = 0;
-        while sent < count {
-            let n = (count - sent).min(batch as u64);
-            let batch = (0..n).map(|_| payload.clone());
-            last = pair.peer.send_bytes_many(batch).await?.or(last);
-            sent += n;
+        if let Some(receipt) = last {
+            receipt.delivered().await?;
         }
-    }
-    if let Some(receipt) = last {
-        receipt.delivered().await?;
-    }
-    let acked = Instant::now();
-    let read = reader.await.context("reader task")??;
-    pair.stop().await;
+        let acked = Instant::now();
+        node.shutdown().await;
+        anyhow::Ok((start, acked))
+    });
+    let sent = sender.await.context("sender");
+    let _ = done_tx.send(());
+    let (start, acked) = sent??;
+    let read = receiver.await.context("receiver")??;
     Ok(acked.max(read) - start)
 }
 

@@ -13,10 +13,12 @@ const BATCH: usize = 64 * 1024;
 
 /// Sends `count` frames of `size` bytes one way; returns the time until the receiver has parsed
 /// them all.
-pub async fn throughput(count: u64, size: usize) -> anyhow::Result<Duration> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+pub async fn throughput(count: u64, size: usize, split: bool) -> anyhow::Result<Duration> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let receiver = tokio::spawn(async move {
+    let receiver = super::side(split, move || async move {
+        let listener = TcpListener::from_std(listener)?;
         let (mut stream, _) = listener.accept().await?;
         let mut buf = vec![0u8; 256 * 1024];
         let (mut filled, mut seen) = (0usize, 0u64);
@@ -38,25 +40,29 @@ pub async fn throughput(count: u64, size: usize) -> anyhow::Result<Duration> {
         }
         anyhow::Ok(Instant::now())
     });
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let frame_len = 4 + size;
-    let per_batch = (BATCH / frame_len).max(1) as u64;
-    let mut batch = Vec::with_capacity(per_batch as usize * frame_len);
-    for _ in 0..per_batch {
-        batch.extend_from_slice(&(size as u32).to_be_bytes());
-        batch.extend(std::iter::repeat_n(0xabu8, size));
-    }
-    let start = Instant::now();
-    let mut sent = 0;
-    while sent < count {
-        let frames = per_batch.min(count - sent);
-        stream
-            .write_all(&batch[..frames as usize * frame_len])
-            .await?;
-        sent += frames;
-    }
-    let end = receiver.await.context("receiver task")??;
+    let sender = super::side(split, move || async move {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let frame_len = 4 + size;
+        let per_batch = (BATCH / frame_len).max(1) as u64;
+        let mut batch = Vec::with_capacity(per_batch as usize * frame_len);
+        for _ in 0..per_batch {
+            batch.extend_from_slice(&(size as u32).to_be_bytes());
+            batch.extend(std::iter::repeat_n(0xabu8, size));
+        }
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < count {
+            let frames = per_batch.min(count - sent);
+            stream
+                .write_all(&batch[..frames as usize * frame_len])
+                .await?;
+            sent += frames;
+        }
+        anyhow::Ok(start)
+    });
+    let start = sender.await.context("sender")??;
+    let end = receiver.await.context("receiver")??;
     Ok(end - start)
 }
 

@@ -335,4 +335,33 @@ mod tests {
         inb.on_data(3, Bytes::from_static(b"c")).unwrap();
         assert_eq!(inb.bytes(), 1);
     }
+
+    #[test]
+    fn window_updates_go_out_when_the_peer_runs_low_not_on_every_read() {
+        let mut inb = Inbound::new(InboxLimits {
+            messages: 1000,
+            bytes: 4096,
+        });
+        inb.advertise(inb.window());
+        let big = Bytes::from(vec![0u8; 1000]);
+        // A small read with plenty of credit left: not worth an ACK of its own.
+        inb.on_data(1, Bytes::from_static(b"small")).unwrap();
+        inb.take(1);
+        assert!(!inb.window_update_due(1024));
+        inb.advertise(inb.window()); // with the next ACK
+        // The peer's byte credit falls below the largest message it may send...
+        for seq in 2..=5 {
+            inb.on_data(seq, big.clone()).unwrap();
+        }
+        assert!(
+            !inb.window_update_due(1024),
+            "nothing to grant while the inbox is full"
+        );
+        // ...so any room the application makes is granted at once, or the peer could wait
+        // forever for room for its next message.
+        inb.take(1);
+        assert!(inb.window_update_due(1024));
+        inb.advertise(inb.window());
+        assert!(!inb.window_update_due(1024));
+    }
 }

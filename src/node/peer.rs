@@ -202,25 +202,23 @@ impl Peer {
 
     /// Queues raw bytes (no serialisation), waiting while the outbound window is full.
     pub async fn send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
-        let payload = payload.into();
-        match self.push(&payload) {
+        match self.push(payload.into())? {
+            Pushed::Queued(receipt) => Ok(receipt),
             // Boxed, so that the future of the fast path stays small.
-            Err(Error::Full) => Box::pin(self.send_when_room(payload)).await,
-            other => other,
+            Pushed::Full(payload) => Box::pin(self.send_when_room(payload)).await,
         }
     }
 
     /// The slow path of [`Peer::send_bytes`]: waits for window space, then queues.
-    async fn send_when_room(&self, payload: Bytes) -> Result<Receipt> {
+    async fn send_when_room(&self, mut payload: Bytes) -> Result<Receipt> {
         loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
-            tokio::pin!(space);
-            space.as_mut().enable();
-            match self.push(&payload) {
-                Err(Error::Full) => space.await,
-                other => return other,
+            match self.push(payload)? {
+                Pushed::Queued(receipt) => return Ok(receipt),
+                Pushed::Full(back) => payload = back,
             }
+            space.await;
         }
     }
 
@@ -273,19 +271,22 @@ impl Peer {
                 }
                 let idle = !core.session.wants_transmit();
                 let mut pushed = false;
-                while let Some(payload) = payloads.peek() {
-                    match core.session.send(payload.clone()) {
-                        Ok(seq) => {
-                            last = Some((seq, core.session.generation()));
-                            pushed = true;
-                            payloads.next();
-                        }
-                        Err(PushError::Full) => break,
-                        Err(PushError::TooLarge { len, max }) => {
-                            // Only if the peer's limit shrank since the check above.
-                            return Err(Error::MessageTooLarge { len, max });
-                        }
+                // Moved into the session once it has room for each, never cloned.
+                while let Some(len) = payloads.peek().map(Bytes::len) {
+                    if !core.session.fits(len) {
+                        // Only if the peer's limit shrank since the check above.
+                        let max = core.session.max_message();
+                        return Err(Error::MessageTooLarge { len, max });
                     }
+                    if !core.session.has_room(len) {
+                        break;
+                    }
+                    let Some(payload) = payloads.next() else {
+                        break;
+                    };
+                    let seq = core.session.send(payload).map_err(push_error)?;
+                    last = Some((seq, core.session.generation()));
+                    pushed = true;
                 }
                 if pushed && idle {
                     core.wake.notify_one();
@@ -304,29 +305,37 @@ impl Peer {
 
     /// Queues raw bytes, or fails with [`Error::Full`] if the window is full.
     pub fn try_send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
-        self.push(&payload.into())
+        match self.push(payload.into())? {
+            Pushed::Queued(receipt) => Ok(receipt),
+            Pushed::Full(_) => Err(Error::Full),
+        }
     }
 
-    fn push(&self, payload: &Bytes) -> Result<Receipt> {
+    /// Queues `payload` if the window has room, or hands it back. The payload is moved into the
+    /// session, never cloned: cloning a `Bytes` made from a `Vec` would allocate.
+    fn push(&self, payload: Bytes) -> Result<Pushed> {
         let mut core = self.inner.lock();
         if core.closed {
             return Err(Error::NodeClosed);
         }
-        let idle = !core.session.wants_transmit();
-        match core.session.send(payload.clone()) {
-            Ok(seq) => {
-                if idle {
-                    core.wake.notify_one();
-                }
-                Ok(Receipt {
-                    peer: self.clone(),
-                    seq,
-                    generation: core.session.generation(),
-                })
-            }
-            Err(PushError::Full) => Err(Error::Full),
-            Err(PushError::TooLarge { len, max }) => Err(Error::MessageTooLarge { len, max }),
+        let len = payload.len();
+        if !core.session.fits(len) {
+            let max = core.session.max_message();
+            return Err(Error::MessageTooLarge { len, max });
         }
+        if !core.session.has_room(len) {
+            return Ok(Pushed::Full(payload));
+        }
+        let idle = !core.session.wants_transmit();
+        let seq = core.session.send(payload).map_err(push_error)?;
+        if idle {
+            core.wake.notify_one();
+        }
+        Ok(Pushed::Queued(Receipt {
+            peer: self.clone(),
+            seq,
+            generation: core.session.generation(),
+        }))
     }
 
     // ---- reading ------------------------------------------------------------------------------
@@ -401,6 +410,21 @@ impl Peer {
             },
         };
         Some(event)
+    }
+}
+
+/// What [`Peer::push`] did with a message.
+enum Pushed {
+    Queued(Receipt),
+    /// The window is full: the message, handed back.
+    Full(Bytes),
+}
+
+/// A refusal by the session after the checks that should have prevented it.
+fn push_error(e: PushError) -> Error {
+    match e {
+        PushError::Full => Error::Full,
+        PushError::TooLarge { len, max } => Error::MessageTooLarge { len, max },
     }
 }
 

@@ -568,7 +568,11 @@ impl Session {
             frame::encode(&Frame::Session(offer), out);
         }
         if matches!(link.phase, Phase::Established) {
-            if ack_wanted(link, &self.inbound, &self.config) {
+            // An acknowledgement held back rides along with DATA going out anyway: it costs
+            // the peer nothing to receive it now.
+            let piggyback =
+                self.inbound.ack_due().is_some() && self.confirmed && self.outbound.can_transmit();
+            if piggyback || ack_wanted(link, &self.inbound, &self.config) {
                 self.inbound.write_ack(out);
                 link.confirm_due = false;
                 link.ack_now = false;

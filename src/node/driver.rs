@@ -366,6 +366,8 @@ impl Conn {
         let mut established = false;
         let mut unflushed = false;
         loop {
+            // Whether the session may have more to encode than the first slice took.
+            let mut more;
             let woken = wake.notified();
             let now = Instant::now();
             let timeout = {
@@ -382,6 +384,8 @@ impl Conn {
                 }
                 let limit = self.wbuf.len() + LOCKED_ENCODE;
                 core.session.poll_transmit(now, &mut self.wbuf, limit);
+                // Short of the slice: the session had no more to send.
+                more = self.wbuf.len() >= limit;
                 if apply_events(shared, peer, &mut core) {
                     established = true;
                     // Established: no longer a pending handshake that may be evicted.
@@ -394,14 +398,12 @@ impl Conn {
             };
             // The rest of a batch is encoded a slice at a time, so that an application queueing
             // messages waits for the lock no longer than one slice takes.
-            while self.wbuf.len() < WRITE_BATCH {
+            while more && self.wbuf.len() < WRITE_BATCH {
                 let mut core = peer.lock();
                 let limit = (self.wbuf.len() + LOCKED_ENCODE).min(WRITE_BATCH);
-                if core.session.link_id() != Some(link)
-                    || !core.session.poll_transmit(now, &mut self.wbuf, limit)
-                {
-                    break;
-                }
+                more = core.session.link_id() == Some(link)
+                    && core.session.poll_transmit(now, &mut self.wbuf, limit)
+                    && self.wbuf.len() >= limit;
             }
             self.shrink_if_idle();
             let room = self.reserve_read();

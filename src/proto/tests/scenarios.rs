@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 
 use super::{Mode, Pair, Side, established, test_config};
 use crate::proto::frame::{self, Frame};
-use crate::proto::{LinkError, ProtocolViolation, PushError, SessionEvent};
+use crate::proto::{Config, LinkError, ProtocolViolation, PushError, SessionEvent};
 
 fn count(frames: &[Frame], pred: impl Fn(&Frame) -> bool) -> usize {
     frames.iter().filter(|f| pred(f)).count()
@@ -27,8 +27,9 @@ fn data_seqs(frames: &[Frame]) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn acks_wait_only_while_data_streams() {
+/// A connected pair whose windows take a thousand messages and whose wires take a megabyte per
+/// step, with the events of connecting taken.
+fn wide_pair() -> (Pair, Config) {
     let mut config = test_config();
     config.window.messages = 1000;
     config.inbox.messages = 1000;
@@ -36,7 +37,14 @@ fn acks_wait_only_while_data_streams() {
     pair.wire_limit = 1 << 20;
     pair.connect();
     pair.steps(2);
-    pair.take_events(Side::A);
+    assert_eq!(established(&pair.take_events(Side::A)), [false]);
+    assert_eq!(established(&pair.take_events(Side::B)), [false]);
+    (pair, config)
+}
+
+#[test]
+fn acks_wait_only_while_data_streams() {
+    let (mut pair, config) = wide_pair();
     // A few messages: acknowledged at once, with no time passing.
     assert_eq!(pair.send(Side::A, 3), 3);
     pair.steps(1);
@@ -57,15 +65,7 @@ fn acks_wait_only_while_data_streams() {
 
 #[test]
 fn exchange_in_both_directions_with_coalesced_acks() {
-    let mut config = test_config();
-    config.window.messages = 1000;
-    config.inbox.messages = 1000;
-    let mut pair = Pair::new(config);
-    pair.wire_limit = 1 << 20;
-    pair.connect();
-    pair.steps(2);
-    assert_eq!(established(&pair.take_events(Side::A)), [false]);
-    assert_eq!(established(&pair.take_events(Side::B)), [false]);
+    let (mut pair, config) = wide_pair();
 
     assert_eq!(pair.send(Side::A, 200), 200);
     assert_eq!(pair.send(Side::B, 150), 150);

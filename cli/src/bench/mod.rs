@@ -100,6 +100,9 @@ struct Report {
     /// Messages per send call (throughput).
     #[serde(skip_serializing_if = "Option::is_none")]
     batch: Option<usize>,
+    /// Throughput: each side on its own single-threaded runtime (`--split`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    split: Option<bool>,
     /// networkio / raw TCP: throughput ratio, latency ratio (p50), or memory per peer ratio.
     ratio: f64,
     networkio: Figures,
@@ -259,6 +262,7 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
                 runs: args.runs,
                 peers: None,
                 batch: Some(args.batch),
+                split: Some(args.split),
                 ratio: nio / raw,
                 networkio: Figures {
                     msgs_per_sec: Some(nio),
@@ -295,6 +299,7 @@ async fn connections(
             runs: 1,
             peers: Some(args.peers),
             batch: None,
+            split: None,
             ratio: nio.rss_per_peer_bytes / raw.rss_per_peer_bytes.max(1.0),
             networkio: Figures {
                 peers: Some(args.peers),
@@ -390,6 +395,7 @@ async fn latency(args: &Args, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> 
                 runs: args.runs,
                 peers: None,
                 batch: None,
+                split: None,
                 ratio: p50 / raw50,
                 networkio: Figures {
                     p50_us: Some(p50),
@@ -435,7 +441,7 @@ fn print_table(reports: &[Report], args: &Args) {
         let mode = format!("{:?}", report.mode).to_lowercase();
         match report.scenario {
             "throughput" => println!(
-                "throughput {mode:<9} {:>6} B  networkio {:>11.0} msg/s {:>8.1} MB/s   raw TCP {:>11.0} msg/s {:>8.1} MB/s   ratio {:.3}   ({} messages, acknowledged)",
+                "throughput {mode:<9} {:>6} B  networkio {:>11.0} msg/s {:>8.1} MB/s   raw TCP {:>11.0} msg/s {:>8.1} MB/s   ratio {:.3}   ({} messages, acknowledged{}{})",
                 report.size,
                 report.networkio.msgs_per_sec.unwrap_or(0.0),
                 report.networkio.mb_per_sec.unwrap_or(0.0),
@@ -443,6 +449,15 @@ fn print_table(reports: &[Report], args: &Args) {
                 report.raw_tcp.mb_per_sec.unwrap_or(0.0),
                 report.ratio,
                 message_count(args, report.size),
+                match report.batch {
+                    Some(n) if n > 1 => format!(", {n} per send call"),
+                    _ => String::new(),
+                },
+                if args.split {
+                    ", a runtime per side"
+                } else {
+                    ""
+                },
             ),
             "connections" => println!(
                 "connections {mode:<9} {} peers  networkio {:>8.0} B/peer (lost {})   raw TCP {:>8.0} B/connection   ratio {:.1}   (resident memory of the accepting process, idle)",

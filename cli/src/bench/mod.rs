@@ -8,6 +8,7 @@
 //! peers in a second process (`networkio bench-peers`, see [`peers`]).
 
 pub mod conns;
+mod cpu;
 mod nio;
 pub mod peers;
 mod raw;
@@ -116,6 +117,10 @@ struct Figures {
     /// Payload megabytes (10^6 B) per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     mb_per_sec: Option<f64>,
+    /// Throughput: CPU time of the whole process (every thread, user and system) per message,
+    /// in nanoseconds: what a message costs regardless of how the work was spread over cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_ns_per_msg: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     p50_us: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -234,26 +239,32 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
     let count = message_count(args, size);
     let rate = |d: Duration| count as f64 / d.as_secs_f64();
     let mb = |msgs_per_sec: f64| msgs_per_sec * size as f64 / 1e6;
-    let mut raw = Vec::new();
-    let mut by_mode: Vec<Vec<f64>> = vec![Vec::new(); args.modes.len()];
+    let per_msg = |cpu: Option<Duration>| cpu.map(|cpu| cpu.as_nanos() as f64 / count as f64);
+    let (mut raw, mut raw_cpu) = (Vec::new(), Vec::new());
+    let mut by_mode: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); args.modes.len()];
     // Interleaved, so drift on a shared machine hits every contender alike.
     for _ in 0..args.runs {
         bar.set_message(format!("throughput raw TCP, {count} x {size} B"));
+        let cpu = cpu::Meter::start();
         raw.push(rate(raw::throughput(count, size, args.split).await?));
+        raw_cpu.extend(per_msg(cpu.stop()));
         bar.inc(1);
-        for (mode, results) in args.modes.iter().zip(&mut by_mode) {
+        for (mode, (results, cpus)) in args.modes.iter().zip(&mut by_mode) {
             bar.set_message(format!("throughput networkio {mode:?}, {count} x {size} B"));
+            let cpu = cpu::Meter::start();
             let run = nio::throughput(*mode, count, size, args.batch, args.split);
             results.push(rate(run.await?));
+            cpus.extend(per_msg(cpu.stop()));
             bar.inc(1);
         }
     }
     let raw = median(&mut raw);
+    let raw_cpu = median_of_some(&mut raw_cpu);
     Ok(args
         .modes
         .iter()
         .zip(by_mode)
-        .map(|(mode, mut results)| {
+        .map(|(mode, (mut results, mut cpus))| {
             let nio = median(&mut results);
             Report {
                 scenario: "throughput",
@@ -267,11 +278,13 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
                 networkio: Figures {
                     msgs_per_sec: Some(nio),
                     mb_per_sec: Some(mb(nio)),
+                    cpu_ns_per_msg: median_of_some(&mut cpus),
                     ..Figures::default()
                 },
                 raw_tcp: Figures {
                     msgs_per_sec: Some(raw),
                     mb_per_sec: Some(mb(raw)),
+                    cpu_ns_per_msg: raw_cpu,
                     ..Figures::default()
                 },
             }
@@ -431,6 +444,19 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// ", N ns CPU/msg" where measured.
+fn cpu_column(figures: &Figures) -> String {
+    figures
+        .cpu_ns_per_msg
+        .map(|ns| format!(" {ns:>6.0} ns CPU/msg"))
+        .unwrap_or_default()
+}
+
+/// The median, or `None` for no values (CPU time is unavailable off Linux).
+fn median_of_some(values: &mut [f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| median(values))
+}
+
 fn print_table(reports: &[Report], args: &Args) {
     println!(
         "medians of {} runs (connections: one run), loopback; ratio = networkio / raw TCP",
@@ -441,12 +467,14 @@ fn print_table(reports: &[Report], args: &Args) {
         let mode = format!("{:?}", report.mode).to_lowercase();
         match report.scenario {
             "throughput" => println!(
-                "throughput {mode:<9} {:>6} B  networkio {:>11.0} msg/s {:>8.1} MB/s   raw TCP {:>11.0} msg/s {:>8.1} MB/s   ratio {:.3}   ({} messages, acknowledged{}{})",
+                "throughput {mode:<9} {:>6} B  networkio {:>11.0} msg/s {:>8.1} MB/s{}   raw TCP {:>11.0} msg/s {:>8.1} MB/s{}   ratio {:.3}   ({} messages, acknowledged{}{})",
                 report.size,
                 report.networkio.msgs_per_sec.unwrap_or(0.0),
                 report.networkio.mb_per_sec.unwrap_or(0.0),
+                cpu_column(&report.networkio),
                 report.raw_tcp.msgs_per_sec.unwrap_or(0.0),
                 report.raw_tcp.mb_per_sec.unwrap_or(0.0),
+                cpu_column(&report.raw_tcp),
                 report.ratio,
                 message_count(args, report.size),
                 match report.batch {

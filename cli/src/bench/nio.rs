@@ -93,18 +93,18 @@ pub async fn throughput(
         // One payload for every message, as the raw-TCP baseline writes one prepared batch;
         // static, so that handing it over costs no reference counting (what producing a message
         // costs is the application's, not networkio's).
-        let payload = Bytes::from_static(Box::leak(vec![0xabu8; size].into_boxed_slice()));
+        let payload: &'static [u8] = Box::leak(vec![0xabu8; size].into_boxed_slice());
         let start = Instant::now();
         let mut last = None;
         if batch <= 1 {
             for _ in 0..count {
-                last = Some(peer.send_bytes(payload.clone()).await?);
+                last = Some(peer.send_bytes(Bytes::from_static(payload)).await?);
             }
         } else {
             let mut sent = 0;
             while sent < count {
                 let n = (count - sent).min(batch as u64);
-                let batch = (0..n).map(|_| payload.clone());
+                let batch = (0..n).map(|_| Bytes::from_static(payload));
                 last = peer.send_bytes_many(batch).await?.or(last);
                 sent += n;
             }

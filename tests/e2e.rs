@@ -448,3 +448,59 @@ async fn the_session_cap_refuses_new_names_beyond_it() {
     }
     server.shutdown().await;
 }
+
+/// Polls `future` once with a waker that does nothing.
+fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(future).poll(&mut cx)
+}
+
+#[tokio::test]
+async fn a_sender_far_ahead_of_its_acknowledgements_yields_now_and_then() {
+    // The receiver never reads and its inbox takes 16 messages: at most 16 are ever
+    // acknowledged. Half the sender's window is 1,024 messages.
+    let server = Node::builder("never-reads")
+        .insecure_plaintext()
+        .listen("127.0.0.1:0")
+        .inbox(16, 1 << 20)
+        .start()
+        .await
+        .unwrap();
+    let client = Node::builder("runs-ahead")
+        .insecure_plaintext()
+        .window(2048, 1 << 20)
+        .start()
+        .await
+        .unwrap();
+    let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+    let send_up_to = |last: u64| {
+        while peer.stats().unacked_len as u64 + peer.stats().acked < last {
+            peer.try_send_bytes(&b"m"[..]).unwrap();
+        }
+    };
+    // Message 512 with at most 512 unacknowledged: no pause.
+    send_up_to(511);
+    let mut send = Box::pin(peer.send_bytes(&b"m"[..]));
+    match poll_once(&mut send) {
+        std::task::Poll::Ready(receipt) => assert_eq!(receipt.unwrap().seq(), 512),
+        std::task::Poll::Pending => panic!("paused below half the window"),
+    }
+    // Message 1,536 with at least 1,520 unacknowledged: one pause, then queued.
+    send_up_to(1535);
+    let mut send = Box::pin(peer.send_bytes(&b"m"[..]));
+    assert!(
+        poll_once(&mut send).is_pending(),
+        "no pause past half the window"
+    );
+    assert_eq!(peer.stats().unacked_len as u64 + peer.stats().acked, 1536);
+    match poll_once(&mut send) {
+        std::task::Poll::Ready(receipt) => assert_eq!(receipt.unwrap().seq(), 1536),
+        std::task::Poll::Pending => panic!("paused twice"),
+    }
+    // Between multiples of 512 nothing pauses, half full or not.
+    let mut send = Box::pin(peer.send_bytes(&b"m"[..]));
+    assert!(poll_once(&mut send).is_ready());
+    // (Not `shutdown`: it would wait for acknowledgements that cannot come.)
+    client.abort().await;
+    server.shutdown().await;
+}

@@ -201,9 +201,20 @@ impl Peer {
     }
 
     /// Queues raw bytes (no serialisation), waiting while the outbound window is full.
+    ///
+    /// While more than half of the window waits for acknowledgements, every 512th call also
+    /// yields to the runtime once, so that a task sending in a tight loop lets the connection
+    /// task take in acknowledgements and transmit instead of filling the whole window before
+    /// either can run (on tokio they often share a worker thread, and a task woken by the sender
+    /// waits for the sender to yield).
     pub async fn send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
         match self.push(payload.into())? {
-            Pushed::Queued(receipt) => Ok(receipt),
+            Pushed::Queued { receipt, pause } => {
+                if pause {
+                    tokio::task::yield_now().await;
+                }
+                Ok(receipt)
+            }
             // Boxed, so that the future of the fast path stays small.
             Pushed::Full(payload) => Box::pin(self.send_when_room(payload)).await,
         }
@@ -215,7 +226,7 @@ impl Peer {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
             match self.push(payload)? {
-                Pushed::Queued(receipt) => return Ok(receipt),
+                Pushed::Queued { receipt, .. } => return Ok(receipt),
                 Pushed::Full(back) => payload = back,
             }
             space.await;
@@ -238,7 +249,8 @@ impl Peer {
 
     /// Queues several raw messages in order, waiting while the window is full. The peer's lock
     /// is taken once per window's worth rather than once per message, which is what a
-    /// high-rate sender wants. Returns the receipt of the last message (delivery is cumulative:
+    /// high-rate sender wants. Like [`Peer::send_bytes`], it yields once before returning while
+    /// more than half of the window waits for acknowledgements. Returns the receipt of the last message (delivery is cumulative:
     /// it covers all of them), or `None` for no messages.
     ///
     /// Sizes are checked before anything is queued: a message over the limit fails the whole
@@ -261,7 +273,7 @@ impl Peer {
         }
         let mut payloads = payloads.into_iter().peekable();
         let mut last = None;
-        loop {
+        let pause = loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
             {
@@ -292,21 +304,26 @@ impl Peer {
                     core.wake.notify_one();
                 }
                 if payloads.peek().is_none() {
-                    return Ok(last.map(|(seq, generation)| Receipt {
-                        peer: self.clone(),
-                        seq,
-                        generation,
-                    }));
+                    break core.session.window_half_full();
                 }
             }
             space.await;
+        };
+        // As `send_bytes` does, once per call: a call carries many messages.
+        if pause {
+            tokio::task::yield_now().await;
         }
+        Ok(last.map(|(seq, generation)| Receipt {
+            peer: self.clone(),
+            seq,
+            generation,
+        }))
     }
 
     /// Queues raw bytes, or fails with [`Error::Full`] if the window is full.
     pub fn try_send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
         match self.push(payload.into())? {
-            Pushed::Queued(receipt) => Ok(receipt),
+            Pushed::Queued { receipt, .. } => Ok(receipt),
             Pushed::Full(_) => Err(Error::Full),
         }
     }
@@ -331,11 +348,14 @@ impl Peer {
         if idle {
             core.wake.notify_one();
         }
-        Ok(Pushed::Queued(Receipt {
-            peer: self.clone(),
-            seq,
-            generation: core.session.generation(),
-        }))
+        Ok(Pushed::Queued {
+            pause: seq % PAUSE_EVERY == 0 && core.session.window_half_full(),
+            receipt: Receipt {
+                peer: self.clone(),
+                seq,
+                generation: core.session.generation(),
+            },
+        })
     }
 
     // ---- reading ------------------------------------------------------------------------------
@@ -413,9 +433,14 @@ impl Peer {
     }
 }
 
+/// While half the window waits for acknowledgements, [`Peer::send_bytes`] yields once per this
+/// many messages.
+const PAUSE_EVERY: u64 = 512;
+
 /// What [`Peer::push`] did with a message.
 enum Pushed {
-    Queued(Receipt),
+    /// Queued; `pause`: the sender should yield once (see [`Peer::send_bytes`]).
+    Queued { receipt: Receipt, pause: bool },
     /// The window is full: the message, handed back.
     Full(Bytes),
 }

@@ -101,6 +101,11 @@ impl Outbound {
         self.queued_bytes
     }
 
+    /// Whether half the window is taken (messages or bytes).
+    pub fn half_full(&self) -> bool {
+        self.queue.len() >= self.limits.messages / 2 || self.queued_bytes >= self.limits.bytes / 2
+    }
+
     /// Whether a message of `len` bytes fits the window now.
     pub fn has_room(&self, len: usize) -> bool {
         // An empty window always takes one message (up to max_message), so a message larger
@@ -296,6 +301,22 @@ mod tests {
             out.resume_from(6).is_err(),
             "cannot expect what was never sent"
         );
+    }
+
+    #[test]
+    fn half_full_by_messages_or_bytes() {
+        let mut out = outbound(4, 100);
+        out.push(msg("a")).unwrap();
+        assert!(!out.half_full());
+        out.push(msg("b")).unwrap();
+        assert!(out.half_full(), "2 of 4 messages");
+        out.grant(0, 10, 1000);
+        out.next_to_transmit();
+        out.on_ack(1).unwrap();
+        assert!(!out.half_full(), "acknowledged ones no longer count");
+        let mut out = outbound(100, 100);
+        out.push(Bytes::from(vec![0; 50])).unwrap();
+        assert!(out.half_full(), "50 of 100 bytes");
     }
 
     #[test]

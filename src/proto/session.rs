@@ -222,6 +222,11 @@ impl Session {
         self.outbound.bytes()
     }
 
+    /// Whether half the outbound window is taken.
+    pub fn window_half_full(&self) -> bool {
+        self.outbound.half_full()
+    }
+
     /// Highest sequence number the peer has acknowledged in the current generation.
     pub fn acked(&self) -> u64 {
         self.outbound.acked()

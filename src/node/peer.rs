@@ -250,8 +250,8 @@ impl Peer {
     /// Queues several raw messages in order, waiting while the window is full. The peer's lock
     /// is taken once per window's worth rather than once per message, which is what a
     /// high-rate sender wants. Like [`Peer::send_bytes`], it yields once before returning while
-    /// more than half of the window waits for acknowledgements. Returns the receipt of the last message (delivery is cumulative:
-    /// it covers all of them), or `None` for no messages.
+    /// more than half of the window waits for acknowledgements. Returns the receipt of the last
+    /// message (delivery is cumulative: it covers all of them), or `None` for no messages.
     ///
     /// Sizes are checked before anything is queued: a message over the limit fails the whole
     /// call with [`Error::MessageTooLarge`] and queues nothing (unless the peer reconnects with

@@ -500,6 +500,14 @@ async fn a_sender_far_ahead_of_its_acknowledgements_yields_now_and_then() {
     // Between multiples of 512 nothing pauses, half full or not.
     let mut send = Box::pin(peer.send_bytes(&b"m"[..]));
     assert!(poll_once(&mut send).is_ready());
+    // A batch queues everything, then pauses once if it left half the window taken.
+    let mut send = Box::pin(peer.send_bytes_many(vec![&b"m"[..]; 10]));
+    assert!(poll_once(&mut send).is_pending(), "no pause after a batch");
+    assert_eq!(peer.stats().unacked_len as u64 + peer.stats().acked, 1547);
+    match poll_once(&mut send) {
+        std::task::Poll::Ready(receipt) => assert_eq!(receipt.unwrap().unwrap().seq(), 1547),
+        std::task::Poll::Pending => panic!("paused twice"),
+    }
     // (Not `shutdown`: it would wait for acknowledgements that cannot come.)
     client.abort().await;
     server.shutdown().await;

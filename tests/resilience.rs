@@ -230,6 +230,12 @@ async fn a_restarted_peer_is_reported_and_unacked_messages_are_handed_back() {
     );
     for (i, r) in receipts.iter().enumerate() {
         let result = within("receipt", r.delivered()).await;
+        assert_eq!(
+            r.seq(),
+            i as u64 + 1,
+            "a receipt keeps its number after the loss"
+        );
+        assert_eq!(r.is_delivered(), i < INBOX);
         if i < INBOX {
             result.unwrap();
         } else {
@@ -242,13 +248,18 @@ async fn a_restarted_peer_is_reported_and_unacked_messages_are_handed_back() {
         }
     }
     // The application resends them: they reach the new process, once, in order.
-    let mut last = None;
+    let mut resent = Vec::new();
     for b in unacked {
-        last = Some(peer.send_bytes(b).await.unwrap());
+        resent.push(peer.send_bytes(b).await.unwrap());
     }
-    within("resent delivery", last.unwrap().delivered())
+    within("resent delivery", resent.last().unwrap().delivered())
         .await
         .unwrap();
+    // Numbered afresh in the new session; the old receipts still tell the old story.
+    let seqs: Vec<u64> = resent.iter().map(|r| r.seq()).collect();
+    assert_eq!(seqs, (1..=(SENT as u64 - INBOX as u64)).collect::<Vec<_>>());
+    assert!(resent.iter().all(|r| r.is_delivered()));
+    assert!(!receipts[INBOX].is_delivered());
     let got: Vec<u32> = restarted.peer("client").unwrap().read_all().unwrap();
     assert_eq!(got, (INBOX as u32..SENT).collect::<Vec<_>>());
     client.shutdown().await;

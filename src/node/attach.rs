@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use super::NodeShared;
 use super::driver::Origin;
 use super::events::Kind;
-use super::peer::{ConnectionState, PeerCore, PeerInner};
+use super::peer::{ConnectionState, Ended, PeerCore, PeerInner};
 use crate::proto::session::LinkId;
 use crate::proto::{PeerHello, SessionEvent};
 use crate::security::PublicKey;
@@ -93,15 +93,17 @@ pub(crate) fn apply_events(
                 peer.space.notify_waiters();
             }
             SessionEvent::Lost {
-                generation,
                 unacked,
                 reason,
                 acked,
+                messages_before,
+                ..
             } => {
-                if let Ok(g) = usize::try_from(generation) {
-                    core.ended_acked.resize(g + 1, (0, reason));
-                    core.ended_acked[g] = (acked, reason);
-                }
+                core.ended.push(Ended {
+                    messages_before,
+                    acked,
+                    reason,
+                });
                 core.handed_back.extend(unacked);
                 core.lost_reason = Some(reason);
                 // The session is over: its key no longer holds the name.
@@ -116,9 +118,9 @@ pub(crate) fn apply_events(
 }
 
 fn publish_delivery(peer: &PeerInner, core: &PeerCore) {
-    let (generation, acked) = (core.session.generation(), core.session.acked());
+    let (messages_before, acked) = (core.session.messages_before(), core.session.acked());
     peer.delivery.send_modify(|s| {
-        s.generation = generation;
+        s.messages_before = messages_before;
         s.acked = acked;
     });
 }

@@ -380,6 +380,9 @@ impl Conn {
                     result = core.session.handle_timeout(now);
                 }
                 if let Err(e) = result {
+                    // What the session reported before failing (a lost session, say) is applied
+                    // under this same lock, as after every session call.
+                    apply_events(shared, peer, &mut core);
                     return (established, End::Link(e));
                 }
                 let limit = self.wbuf.len() + LOCKED_ENCODE;

@@ -74,9 +74,36 @@ pub struct PeerStats {
 /// What receipts watch: the acknowledgement frontier of the current session generation.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct DeliveryState {
-    pub generation: u64,
+    /// The generation's `Session::messages_before`: a receipt's number minus this is its
+    /// sequence number, if the receipt belongs to this generation.
+    pub messages_before: u64,
     pub acked: u64,
     pub closed: bool,
+}
+
+impl DeliveryState {
+    /// Whether message `number` belongs to this generation and is acknowledged. (A number of a
+    /// later generation than this state, which may lag the session, reads as not yet.)
+    fn acknowledges(&self, number: u64) -> bool {
+        number
+            .checked_sub(self.messages_before)
+            .is_some_and(|seq| seq >= 1 && seq <= self.acked)
+    }
+
+    /// Whether message `number` belongs to a generation that ended before this one.
+    fn ended_before(&self, number: u64) -> bool {
+        number <= self.messages_before
+    }
+}
+
+/// How an ended session generation left its messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ended {
+    /// The generation's `Session::messages_before`.
+    pub messages_before: u64,
+    /// The last sequence number the peer acknowledged in it.
+    pub acked: u64,
+    pub reason: LostReason,
 }
 
 impl std::fmt::Debug for PeerInner {
@@ -113,16 +140,29 @@ pub(crate) struct PeerCore {
     pub(crate) lost_reason: Option<LostReason>,
     pub(crate) established_count: u64,
     pub(crate) closed: bool,
-    /// For each ended generation, the last sequence number the peer acknowledged in it: a
-    /// receipt of an ended generation succeeded if its message was acknowledged before the end.
-    /// One number per session loss (peer restart or expiry), so it stays tiny.
-    pub(crate) ended_acked: Vec<(u64, LostReason)>,
+    /// Each ended generation, oldest first: a receipt of an ended generation succeeded if its
+    /// message was acknowledged before the end. One entry per session loss (peer restart or
+    /// expiry), so it stays tiny.
+    pub(crate) ended: Vec<Ended>,
     /// The key the current session belongs to (TLS only): no other key may attach to it.
     pub(crate) peer_key: Option<crate::security::PublicKey>,
     /// The key of the connection currently attached, adopted when it establishes the session.
     pub(crate) pending_key: Option<crate::security::PublicKey>,
     /// Whether a task watches this peer's timers while it has no connection.
     pub(crate) watched: bool,
+}
+
+impl PeerCore {
+    /// The ended generation message `number` belongs to, if it belongs to one.
+    fn ended_generation(&self, number: u64) -> Option<Ended> {
+        // Generations number their messages in order, so the right one is the last that began
+        // before `number` (an empty generation shares its start with the next).
+        let after = self.ended.partition_point(|e| e.messages_before < number);
+        after
+            .checked_sub(1)
+            .and_then(|i| self.ended.get(i))
+            .copied()
+    }
 }
 
 impl PeerInner {
@@ -141,7 +181,7 @@ impl PeerInner {
                 lost_reason: None,
                 established_count: 0,
                 closed: false,
-                ended_acked: Vec::new(),
+                ended: Vec::new(),
                 peer_key: None,
                 pending_key: None,
                 watched: false,
@@ -297,7 +337,7 @@ impl Peer {
                         break;
                     };
                     let seq = core.session.send(payload).map_err(push_error)?;
-                    last = Some((seq, core.session.generation()));
+                    last = Some(core.session.messages_before().saturating_add(seq));
                     pushed = true;
                 }
                 if pushed && idle {
@@ -313,10 +353,9 @@ impl Peer {
         if pause {
             tokio::task::yield_now().await;
         }
-        Ok(last.map(|(seq, generation)| Receipt {
+        Ok(last.map(|number| Receipt {
             peer: self.clone(),
-            seq,
-            generation,
+            number,
         }))
     }
 
@@ -352,8 +391,7 @@ impl Peer {
             pause: seq % PAUSE_EVERY == 0 && core.session.window_half_full(),
             receipt: Receipt {
                 peer: self.clone(),
-                seq,
-                generation: core.session.generation(),
+                number: core.session.messages_before().saturating_add(seq),
             },
         })
     }
@@ -459,14 +497,24 @@ fn push_error(e: PushError) -> Error {
 #[derive(Debug, Clone)]
 pub struct Receipt {
     peer: Peer,
-    seq: u64,
-    generation: u64,
+    /// The message's number for this peer across session generations:
+    /// `Session::messages_before` of its generation plus its sequence number. One word, so
+    /// that a receipt is two: returned by every send, its size is paid on every call.
+    number: u64,
 }
 
 impl Receipt {
     /// The message's sequence number in its session (1, 2, 3, ... per peer and direction).
     pub fn seq(&self) -> u64 {
-        self.seq
+        let core = self.peer.inner.lock();
+        let current = core.session.messages_before();
+        let before = if self.number > current {
+            current
+        } else {
+            core.ended_generation(self.number)
+                .map_or(0, |ended| ended.messages_before)
+        };
+        self.number.saturating_sub(before)
     }
 
     /// The peer it was sent to.
@@ -477,10 +525,10 @@ impl Receipt {
     /// Whether the peer has acknowledged the message.
     pub fn is_delivered(&self) -> bool {
         let state = *self.peer.inner.delivery.borrow();
-        match state.generation.cmp(&self.generation) {
-            std::cmp::Ordering::Equal => state.acked >= self.seq,
-            std::cmp::Ordering::Greater => self.ended().is_none(),
-            std::cmp::Ordering::Less => false,
+        if state.ended_before(self.number) {
+            self.ended().is_none()
+        } else {
+            state.acknowledges(self.number)
         }
     }
 
@@ -488,12 +536,9 @@ impl Receipt {
     /// (`None`: acknowledged before the end; `Some(reason)`: handed back).
     fn ended(&self) -> Option<LostReason> {
         let core = self.peer.inner.lock();
-        match usize::try_from(self.generation)
-            .ok()
-            .and_then(|g| core.ended_acked.get(g))
-        {
-            Some(&(acked, _)) if acked >= self.seq => None,
-            Some(&(_, reason)) => Some(reason),
+        match core.ended_generation(self.number) {
+            Some(ended) if self.number.saturating_sub(ended.messages_before) <= ended.acked => None,
+            Some(ended) => Some(ended.reason),
             None => Some(LostReason::Expired),
         }
     }
@@ -506,16 +551,12 @@ impl Receipt {
         let mut rx = self.peer.inner.delivery.subscribe();
         // Generations only grow; the watch may lag the session, never lead it.
         let state = *rx
-            .wait_for(|s| {
-                s.generation > self.generation
-                    || (s.generation == self.generation && s.acked >= self.seq)
-                    || s.closed
-            })
+            .wait_for(|s| s.acknowledges(self.number) || s.ended_before(self.number) || s.closed)
             .await
             .map_err(|_| Error::NodeClosed)?;
-        if state.generation == self.generation && state.acked >= self.seq {
+        if state.acknowledges(self.number) {
             Ok(())
-        } else if state.generation > self.generation {
+        } else if state.ended_before(self.number) {
             match self.ended() {
                 None => Ok(()),
                 Some(reason) => Err(Error::SessionLost { reason }),

@@ -55,6 +55,8 @@ pub enum SessionEvent {
         /// The last sequence number the peer acknowledged in that generation: messages up to
         /// it were delivered.
         acked: u64,
+        /// [`Session::messages_before`] while that generation was current.
+        messages_before: u64,
     },
 }
 
@@ -125,6 +127,8 @@ pub struct Session {
     peer_incarnation: u64,
     /// Bumped whenever a session ends; receipts of an older generation can no longer succeed.
     generation: u64,
+    /// Messages queued in all earlier generations (see [`Session::messages_before`]).
+    messages_before: u64,
     /// The id both sides agreed on when the current session started; 0 while none is
     /// established. Resumption needs both sides to offer the same id.
     session_id: u64,
@@ -152,6 +156,7 @@ impl Session {
             local_incarnation,
             peer_incarnation: 0,
             generation: 0,
+            messages_before: 0,
             session_id: 0,
             outbound: Outbound::new(config.window),
             inbound: Inbound::new(config.inbox),
@@ -235,6 +240,14 @@ impl Session {
     /// The current generation (see [`SessionEvent::Lost`]).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// How many messages were queued in all earlier generations. Sequence numbers restart at 1
+    /// with each generation; `messages_before() + seq` numbers a message once for the life of
+    /// the session object, across generations (each [`SessionEvent::Lost`] reports the value
+    /// its generation started from).
+    pub fn messages_before(&self) -> u64 {
+        self.messages_before
     }
 
     /// Our own incarnation, as given to [`Session::new`].
@@ -536,6 +549,11 @@ impl Session {
         self.detached_at = now;
         let acked = self.outbound.acked();
         let unacked = self.outbound.reset();
+        // Every message of the generation was either acknowledged (1..=acked) or handed back.
+        let messages_before = self.messages_before;
+        self.messages_before = messages_before
+            .saturating_add(acked)
+            .saturating_add(unacked.len() as u64);
         self.inbound.reset();
         self.peer_incarnation = 0;
         self.session_id = 0;
@@ -545,6 +563,7 @@ impl Session {
             unacked,
             reason,
             acked,
+            messages_before,
         });
         self.generation = self.generation.saturating_add(1);
     }

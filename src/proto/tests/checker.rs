@@ -236,6 +236,7 @@ impl Checker {
                 unacked,
                 reason,
                 acked: reported_acked,
+                ..
             } => {
                 if *lost_generation != generation {
                     self.fail(format!(
@@ -423,6 +424,7 @@ mod self_test {
             unacked: vec![payload(Side::A, 1), payload(Side::A, 2)],
             reason: LostReason::Expired,
             acked: 1,
+            messages_before: 0,
         };
         c.on_event(Side::A, 7, &lost);
         c.assert_ok(Mode::G2);
@@ -437,6 +439,7 @@ mod self_test {
             unacked: vec![payload(Side::A, 1)],
             reason: LostReason::PeerRestarted,
             acked: 0,
+            messages_before: 0,
         };
         c.on_event(Side::A, 7, &lost);
         c.on_wire(Side::A, 7, 0, 1, &payload(Side::A, 1));

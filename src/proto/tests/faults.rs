@@ -380,3 +380,39 @@ fn close_with_another_code_keeps_the_session() {
     assert_eq!(established(&pair.take_events(B)), [true]);
     pair.assert_delivery(Mode::Strict);
 }
+
+/// (messages_before, messages in the generation) of each `Lost` event among `events`.
+fn numbering(events: &[SessionEvent]) -> Vec<(u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Lost {
+                acked,
+                unacked,
+                messages_before,
+                ..
+            } => Some((*messages_before, acked + unacked.len() as u64)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn messages_are_numbered_on_across_generations() {
+    let mut pair = Pair::established();
+    pair.send(A, 3);
+    pair.steps(3);
+    pair.cut();
+    pair.send(A, 2);
+    pair.tick(pair.config.session_expiry);
+    assert_eq!(numbering(&pair.take_events(A)), [(0, 5)]);
+    assert_eq!(pair.session(A).messages_before(), 5);
+
+    pair.connect();
+    pair.steps(2);
+    assert_eq!(pair.send_one(A), Ok(1), "sequence numbers restart");
+    pair.cut();
+    pair.tick(pair.config.session_expiry);
+    assert_eq!(numbering(&pair.take_events(A)), [(5, 1)]);
+    assert_eq!(pair.session(A).messages_before(), 6);
+}

@@ -505,6 +505,7 @@ pub struct Receipt {
 
 impl Receipt {
     /// The message's sequence number in its session (1, 2, 3, ... per peer and direction).
+    /// (Takes the peer's lock briefly: the receipt holds the message's number across sessions.)
     pub fn seq(&self) -> u64 {
         let core = self.peer.inner.lock();
         let current = core.session.messages_before();

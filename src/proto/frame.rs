@@ -428,8 +428,13 @@ pub fn peek_data(buf: &[u8], max_len: usize) -> Option<(u64, std::ops::Range<usi
 
 /// Appends a DATA frame without building a [`Frame`] (the hot path).
 pub fn encode_data(seq: u64, payload: &[u8], out: &mut impl BufMut) {
-    put_header(out, kind::DATA, payload.len().saturating_add(8));
-    out.put_u64(seq);
+    // The prefix, type and sequence number go in one piece: one capacity check, not three.
+    let len = frame_prefix(payload.len().saturating_add(8));
+    let mut head = [0_u8; 13];
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    head[4] = kind::DATA;
+    head[5..].copy_from_slice(&seq.to_be_bytes());
+    out.put_slice(&head);
     out.put_slice(payload);
 }
 
@@ -440,13 +445,18 @@ pub fn encode_data(seq: u64, payload: &[u8], out: &mut impl BufMut) {
 /// hundred bytes at most. Should it ever be broken, the prefix saturates at `u32::MAX` instead of
 /// panicking (the peer then rejects the frame as too large): a debug build asserts.
 fn put_header(out: &mut impl BufMut, kind: u8, body_len: usize) {
+    out.put_u32(frame_prefix(body_len));
+    out.put_u8(kind);
+}
+
+/// The length prefix of a frame whose body is `body_len` bytes (see [`put_header`]).
+fn frame_prefix(body_len: usize) -> u32 {
     let len = u32::try_from(body_len.saturating_add(1));
     debug_assert!(
         len.is_ok(),
         "frame body of {body_len} bytes exceeds the u32 length prefix"
     );
-    out.put_u32(len.unwrap_or(u32::MAX));
-    out.put_u8(kind);
+    len.unwrap_or(u32::MAX)
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {

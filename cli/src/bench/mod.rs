@@ -482,7 +482,7 @@ fn print_table(reports: &[Report], args: &Args) {
                     Some(n) if n > 1 => format!(", {n} per send call"),
                     _ => String::new(),
                 },
-                if args.split {
+                if report.split == Some(true) {
                     ", a runtime per side"
                 } else {
                     ""

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::{Mode, Pair, Side, established, test_config};
 use crate::proto::frame::{self, Frame};
 use crate::proto::session::LostReason;
@@ -12,24 +14,45 @@ const A: Side = Side::A;
 const B: Side = Side::B;
 const MS: Duration = Duration::from_millis(1);
 
+/// A `Lost` event's fields.
+struct Loss<'a> {
+    generation: u64,
+    unacked: &'a [Bytes],
+    reason: LostReason,
+    acked: u64,
+    messages_before: u64,
+}
+
+/// The `Lost` events among `events`.
+fn lost(events: &[SessionEvent]) -> impl Iterator<Item = Loss<'_>> {
+    events.iter().filter_map(|e| match e {
+        SessionEvent::Lost {
+            generation,
+            unacked,
+            reason,
+            acked,
+            messages_before,
+        } => Some(Loss {
+            generation: *generation,
+            unacked,
+            reason: *reason,
+            acked: *acked,
+            messages_before: *messages_before,
+        }),
+        _ => None,
+    })
+}
+
 /// The `Lost` events among `events`, as (generation, counters handed back, reason).
 fn losses(events: &[SessionEvent]) -> Vec<(u64, Vec<u64>, LostReason)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            SessionEvent::Lost {
-                generation,
-                unacked,
-                reason,
-                ..
-            } => {
-                let counters = unacked
-                    .iter()
-                    .map(|p| u64::from_be_bytes(p[1..9].try_into().unwrap()))
-                    .collect();
-                Some((*generation, counters, *reason))
-            }
-            _ => None,
+    lost(events)
+        .map(|loss| {
+            let counters = loss
+                .unacked
+                .iter()
+                .map(|p| u64::from_be_bytes(p[1..9].try_into().unwrap()))
+                .collect();
+            (loss.generation, counters, loss.reason)
         })
         .collect()
 }
@@ -383,17 +406,8 @@ fn close_with_another_code_keeps_the_session() {
 
 /// (messages_before, messages in the generation) of each `Lost` event among `events`.
 fn numbering(events: &[SessionEvent]) -> Vec<(u64, u64)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            SessionEvent::Lost {
-                acked,
-                unacked,
-                messages_before,
-                ..
-            } => Some((*messages_before, acked + unacked.len() as u64)),
-            _ => None,
-        })
+    lost(events)
+        .map(|loss| (loss.messages_before, loss.acked + loss.unacked.len() as u64))
         .collect()
 }
 

@@ -263,13 +263,16 @@ impl Inbound {
 mod tests {
     use super::*;
 
+    /// An inbox of these limits that has granted the peer its whole window.
+    fn granted(messages: usize, bytes: usize) -> Inbound {
+        let mut inb = Inbound::new(InboxLimits { messages, bytes });
+        inb.advertise(inb.window());
+        inb
+    }
+
     #[test]
     fn in_order_duplicates_and_gaps() {
-        let mut inb = Inbound::new(InboxLimits {
-            messages: 10,
-            bytes: 100,
-        });
-        inb.advertise(inb.window());
+        let mut inb = granted(10, 100);
         let p = || Bytes::from_static(b"x");
         assert_eq!(inb.on_data(1, p()), Ok(Accepted::New));
         assert_eq!(inb.on_data(1, p()), Ok(Accepted::Duplicate));
@@ -284,11 +287,7 @@ mod tests {
 
     #[test]
     fn going_back_beyond_the_window_is_a_violation() {
-        let mut inb = Inbound::new(InboxLimits {
-            messages: 2,
-            bytes: 100,
-        });
-        inb.advertise(inb.window());
+        let mut inb = granted(2, 100);
         for seq in 1..=2 {
             inb.on_data(seq, Bytes::from_static(b"x")).unwrap();
             inb.take(1);
@@ -338,11 +337,7 @@ mod tests {
 
     #[test]
     fn window_updates_go_out_when_the_peer_runs_low_not_on_every_read() {
-        let mut inb = Inbound::new(InboxLimits {
-            messages: 1000,
-            bytes: 4096,
-        });
-        inb.advertise(inb.window());
+        let mut inb = granted(1000, 4096);
         let big = Bytes::from(vec![0u8; 1000]);
         // A small read with plenty of credit left: not worth an ACK of its own.
         inb.on_data(1, Bytes::from_static(b"small")).unwrap();

@@ -248,26 +248,33 @@ impl Peer {
     /// either can run (on tokio they often share a worker thread, and a task woken by the sender
     /// waits for the sender to yield).
     pub async fn send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
-        match self.push(payload.into())? {
-            Pushed::Queued { receipt, pause } => {
+        let mut payload = Some(payload.into());
+        match self.push(&mut payload) {
+            Ok(Queued { number, pause }) => {
                 if pause {
                     tokio::task::yield_now().await;
                 }
-                Ok(receipt)
+                Ok(self.receipt(number))
             }
-            // Boxed, so that the future of the fast path stays small.
-            Pushed::Full(payload) => Box::pin(self.send_when_room(payload)).await,
+            Err(Refused::Full) => match payload {
+                // Boxed, so that the future of the fast path stays small.
+                Some(payload) => Box::pin(self.send_when_room(payload)).await,
+                None => Err(Error::Full),
+            },
+            Err(refused) => Err(self.refusal(refused, payload.as_ref())),
         }
     }
 
     /// The slow path of [`Peer::send_bytes`]: waits for window space, then queues.
-    async fn send_when_room(&self, mut payload: Bytes) -> Result<Receipt> {
+    async fn send_when_room(&self, payload: Bytes) -> Result<Receipt> {
+        let mut payload = Some(payload);
         loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
-            match self.push(payload)? {
-                Pushed::Queued { receipt, .. } => return Ok(receipt),
-                Pushed::Full(back) => payload = back,
+            match self.push(&mut payload) {
+                Ok(Queued { number, .. }) => return Ok(self.receipt(number)),
+                Err(Refused::Full) => {}
+                Err(refused) => return Err(self.refusal(refused, payload.as_ref())),
             }
             space.await;
         }
@@ -321,27 +328,37 @@ impl Peer {
                 if core.closed {
                     return Err(Error::NodeClosed);
                 }
-                let idle = !core.session.wants_transmit();
-                let mut pushed = false;
+                let mut wake = false;
                 // Moved into the session once it has room for each, never cloned.
-                while let Some(len) = payloads.peek().map(Bytes::len) {
+                let refused = loop {
+                    let Some(len) = payloads.peek().map(Bytes::len) else {
+                        break None;
+                    };
                     if !core.session.fits(len) {
                         // Only if the peer's limit shrank since the check above.
                         let max = core.session.max_message();
-                        return Err(Error::MessageTooLarge { len, max });
+                        break Some(Error::MessageTooLarge { len, max });
                     }
                     if !core.session.has_room(len) {
-                        break;
+                        break None;
                     }
                     let Some(payload) = payloads.next() else {
-                        break;
+                        break None;
                     };
-                    let seq = core.session.send(payload).map_err(push_error)?;
-                    last = Some(core.session.messages_before().saturating_add(seq));
-                    pushed = true;
-                }
-                if pushed && idle {
+                    match core.session.send_noting(payload) {
+                        Ok((seq, woken)) => {
+                            last = Some(core.session.messages_before().saturating_add(seq));
+                            wake |= woken;
+                        }
+                        Err(e) => break Some(push_error(e)),
+                    }
+                };
+                // Also before failing: the messages queued so far are sent all the same.
+                if wake {
                     core.wake.notify_one();
+                }
+                if let Some(error) = refused {
+                    return Err(error);
                 }
                 if payloads.peek().is_none() {
                     break core.session.window_half_full();
@@ -361,39 +378,65 @@ impl Peer {
 
     /// Queues raw bytes, or fails with [`Error::Full`] if the window is full.
     pub fn try_send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
-        match self.push(payload.into())? {
-            Pushed::Queued { receipt, .. } => Ok(receipt),
-            Pushed::Full(_) => Err(Error::Full),
+        let mut payload = Some(payload.into());
+        match self.push(&mut payload) {
+            Ok(Queued { number, .. }) => Ok(self.receipt(number)),
+            Err(refused) => Err(self.refusal(refused, payload.as_ref())),
         }
     }
 
-    /// Queues `payload` if the window has room, or hands it back. The payload is moved into the
-    /// session, never cloned: cloning a `Bytes` made from a `Vec` would allocate.
-    fn push(&self, payload: Bytes) -> Result<Pushed> {
+    /// Queues the payload in `slot` if the window has room, taking it out of the slot; on
+    /// refusal it stays there. The payload is moved into the session, never cloned: cloning a
+    /// `Bytes` made from a `Vec` would allocate. What it returns fits in two registers: this
+    /// is the path of every message, and larger results were copied through memory.
+    fn push(&self, slot: &mut Option<Bytes>) -> Result<Queued, Refused> {
         let mut core = self.inner.lock();
         if core.closed {
-            return Err(Error::NodeClosed);
+            return Err(Refused::Closed);
         }
-        let len = payload.len();
+        let len = slot.as_ref().map_or(0, Bytes::len);
         if !core.session.fits(len) {
-            let max = core.session.max_message();
-            return Err(Error::MessageTooLarge { len, max });
+            return Err(Refused::TooLarge);
         }
         if !core.session.has_room(len) {
-            return Ok(Pushed::Full(payload));
+            return Err(Refused::Full);
         }
-        let idle = !core.session.wants_transmit();
-        let seq = core.session.send(payload).map_err(push_error)?;
-        if idle {
+        let Some(payload) = slot.take() else {
+            return Err(Refused::Full);
+        };
+        let (seq, wake) = match core.session.send_noting(payload) {
+            Ok(sent) => sent,
+            // Not after the checks above; the payload is gone, the caller reports the refusal.
+            Err(PushError::Full) => return Err(Refused::Full),
+            Err(PushError::TooLarge { .. }) => return Err(Refused::TooLarge),
+        };
+        if wake {
             core.wake.notify_one();
         }
-        Ok(Pushed::Queued {
+        Ok(Queued {
             pause: seq % PAUSE_EVERY == 0 && core.session.window_half_full(),
-            receipt: Receipt {
-                peer: self.clone(),
-                number: core.session.messages_before().saturating_add(seq),
-            },
+            number: core.session.messages_before().saturating_add(seq),
         })
+    }
+
+    fn receipt(&self, number: u64) -> Receipt {
+        Receipt {
+            peer: self.clone(),
+            number,
+        }
+    }
+
+    /// The error for a refusal of [`Peer::push`]; `payload`: the message, if still held.
+    #[cold]
+    fn refusal(&self, refused: Refused, payload: Option<&Bytes>) -> Error {
+        match refused {
+            Refused::Closed => Error::NodeClosed,
+            Refused::Full => Error::Full,
+            Refused::TooLarge => Error::MessageTooLarge {
+                len: payload.map_or(0, Bytes::len),
+                max: self.inner.lock().session.max_message(),
+            },
+        }
     }
 
     // ---- reading ------------------------------------------------------------------------------
@@ -475,12 +518,23 @@ impl Peer {
 /// many messages.
 const PAUSE_EVERY: u64 = 512;
 
-/// What [`Peer::push`] did with a message.
-enum Pushed {
-    /// Queued; `pause`: the sender should yield once (see [`Peer::send_bytes`]).
-    Queued { receipt: Receipt, pause: bool },
-    /// The window is full: the message, handed back.
-    Full(Bytes),
+/// A message queued by [`Peer::push`].
+struct Queued {
+    /// Its number across generations (see [`Receipt`]).
+    number: u64,
+    /// The sender should yield once (see [`Peer::send_bytes`]).
+    pause: bool,
+}
+
+/// Why [`Peer::push`] did not queue a message.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// The window is full.
+    Full,
+    /// The node is shutting down.
+    Closed,
+    /// Over the largest message the peer accepts.
+    TooLarge,
 }
 
 /// A refusal by the session after the checks that should have prevented it.

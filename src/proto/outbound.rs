@@ -117,6 +117,13 @@ impl Outbound {
 
     /// Queues a message and returns its sequence number.
     pub fn push(&mut self, payload: Bytes) -> Result<u64, PushError> {
+        self.push_noting(payload).map(|(seq, _)| seq)
+    }
+
+    /// [`Outbound::push`], also saying whether the message can be transmitted at once: it is
+    /// next in line (everything before it went out on this connection) and within the peer's
+    /// window.
+    pub fn push_noting(&mut self, payload: Bytes) -> Result<(u64, bool), PushError> {
         if payload.len() > self.limits.max_message {
             return Err(PushError::TooLarge {
                 len: payload.len(),
@@ -127,9 +134,12 @@ impl Outbound {
             return Err(PushError::Full);
         }
         let seq = self.next_seq();
+        let transmittable = seq == self.cursor
+            && seq <= self.credit_seq
+            && self.cursor_bytes.saturating_add(payload.len() as u64) <= self.credit_bytes;
         self.queued_bytes = self.queued_bytes.saturating_add(payload.len());
         self.queue.push_back(payload);
-        Ok(seq)
+        Ok((seq, transmittable))
     }
 
     /// The next message to transmit on this connection, if any and if the peer's window allows

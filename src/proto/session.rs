@@ -173,13 +173,29 @@ impl Session {
 
     /// Queues a message. Returns its sequence number in the current generation.
     pub fn send(&mut self, payload: Bytes) -> Result<u64, PushError> {
+        self.send_noting(payload).map(|(seq, _)| seq)
+    }
+
+    /// [`Session::send`] for a driver that sleeps while it has nothing to do: also says whether
+    /// to wake it. That is when the message gave an established link data to transmit where it
+    /// had none it could send, and whenever there is no link (a queued message arms the
+    /// expiry timer, see [`Session::poll_timeout`]). Cheaper than asking
+    /// [`Session::wants_transmit`] before and after on every message.
+    pub fn send_noting(&mut self, payload: Bytes) -> Result<(u64, bool), PushError> {
         if payload.len() > self.peer_max_message {
             return Err(PushError::TooLarge {
                 len: payload.len(),
                 max: self.peer_max_message,
             });
         }
-        self.outbound.push(payload)
+        let (seq, transmittable) = self.outbound.push_noting(payload)?;
+        let wake = match &self.link {
+            None => true,
+            Some(link) => {
+                transmittable && self.confirmed && matches!(link.phase, Phase::Established)
+            }
+        };
+        Ok((seq, wake))
     }
 
     /// Largest message [`Session::send`] accepts: ours, or the peer's if smaller.
@@ -385,6 +401,9 @@ impl Session {
             link.last_recv = now;
         }
         let mut received = 0usize;
+        // DATA frames taken on the hot path but not yet advanced past: `buf` is advanced once
+        // for a run of them, not once per frame.
+        let mut taken = 0usize;
         let result = loop {
             let Some(link) = self.link.as_mut() else {
                 break Ok(());
@@ -395,12 +414,13 @@ impl Session {
                 Phase::AwaitingOffer { .. } => self.config.handshake_frame_len,
             };
             if matches!(link.phase, Phase::Established) {
-                if let Some((seq, payload, used)) = frame::peek_data(buf, max_len) {
+                let rest = buf.get(taken..).unwrap_or_default();
+                if let Some((seq, payload, used)) = frame::peek_data(rest, max_len) {
                     // The hot path: a DATA frame straight into the inbox. The payload is copied
                     // out (not split off the read buffer) so that a message kept in the inbox
                     // holds only its own bytes.
-                    let payload = Bytes::copy_from_slice(buf.get(payload).unwrap_or_default());
-                    buf.advance(used);
+                    let payload = Bytes::copy_from_slice(rest.get(payload).unwrap_or_default());
+                    taken = taken.saturating_add(used);
                     link.last_recv = now;
                     match self.on_data(seq, payload) {
                         Ok(new) => received = received.saturating_add(usize::from(new)),
@@ -409,6 +429,7 @@ impl Session {
                     continue;
                 }
             }
+            buf.advance(std::mem::take(&mut taken));
             let frame = match frame::decode(buf, max_len) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break Ok(()),
@@ -420,6 +441,7 @@ impl Session {
                 Err(e) => break Err(e),
             }
         };
+        buf.advance(taken);
         if let Some(link) = self.link.as_mut() {
             link.leftover = buf.len();
             if received > 0 {

@@ -403,13 +403,18 @@ impl Pair {
 
     /// Queues one message from `side`; the checker learns about it only if it was accepted.
     pub(crate) fn send_one(&mut self, side: Side) -> Result<u64, PushError> {
+        self.send_one_noting(side).map(|(seq, _)| seq)
+    }
+
+    /// [`Pair::send_one`] through [`Session::send_noting`]: also whether to wake the driver.
+    pub(crate) fn send_one_noting(&mut self, side: Side) -> Result<(u64, bool), PushError> {
         let i = side.idx();
         let counter = self.checker.next_counter(side);
         let generation = self.sessions[i].generation();
-        let seq = self.sessions[i].send(checker::payload(side, counter))?;
+        let (seq, wake) = self.sessions[i].send_noting(checker::payload(side, counter))?;
         self.checker
             .on_sent(side, counter, self.incarnations[i], generation, seq);
-        Ok(seq)
+        Ok((seq, wake))
     }
 
     /// Queues up to `n` messages from `side`, stopping when the window is full.

@@ -387,3 +387,39 @@ fn a_cut_first_handshake_starts_again_quietly() {
     assert_eq!(pair.read_all(Side::B), [1, 2, 3]);
     pair.assert_delivery(Mode::Strict);
 }
+
+#[test]
+fn a_send_asks_to_wake_the_driver_only_when_it_gives_the_link_work() {
+    // The driver sleeps once it has transmitted what it could; `send_noting` says when a
+    // message needs it awake. Whenever it says no, the driver already had work (or the message
+    // cannot go yet), so sleeping loses nothing.
+    let mut pair = Pair::established();
+    let send = |pair: &mut Pair| {
+        let had_work = pair.session(Side::A).wants_transmit();
+        let (_, wake) = pair.send_one_noting(Side::A).unwrap();
+        assert!(wake || had_work || !pair.session(Side::A).wants_transmit());
+        wake
+    };
+    // Caught up: the first message is work; the second waits behind it.
+    assert!(send(&mut pair));
+    assert!(!send(&mut pair));
+    // Both go out; the next is work again.
+    assert_eq!(data_seqs(&pair.transmit(Side::A)), [1, 2]);
+    assert!(send(&mut pair));
+    // The peer's window (its inbox: 4 messages) is used up: messages queued beyond it are no
+    // work until it grants more.
+    assert!(!send(&mut pair));
+    assert_eq!(data_seqs(&pair.transmit(Side::A)), [3, 4]);
+    assert!(!send(&mut pair));
+    assert!(!pair.session(Side::A).wants_transmit());
+    // The peer reads and grants again: the queued message goes out, and the next is work.
+    pair.steps(2);
+    assert_eq!(pair.read_all(Side::B), [1, 2, 3, 4]);
+    pair.steps(2);
+    assert_eq!(pair.read_all(Side::B), [5]);
+    assert!(send(&mut pair));
+    // No link: every message wakes the driver, which arms the expiry timer.
+    pair.cut();
+    assert!(send(&mut pair));
+    assert!(send(&mut pair));
+}

@@ -50,6 +50,7 @@
 //!   default 1 hour without a connection).
 //! - **Acknowledged.** A message is *delivered* once it is in the receiving node's inbox, whether or
 //!   not that application has read it yet. Acknowledgements are cumulative: [`Receipt::delivered`]
+//!   (or [`OwnedReceipt::delivered`], for a receipt kept beyond its `Peer` handle's borrow)
 //!   resolves, and [`Event::Delivered`] reports the highest delivered sequence number. A message
 //!   sent on its own is acknowledged at once; while messages stream in, one acknowledgement covers
 //!   many (per quarter of the inbox, or at most [`NodeBuilder::ack_delay`] later, default 1 ms).
@@ -125,7 +126,8 @@ mod security;
 
 pub use error::{CodecError, Error, Fault, Result};
 pub use node::{
-    ConnectionState, Event, Events, Node, NodeBuilder, NodeConfig, Peer, PeerStats, Receipt,
+    ConnectionState, Event, Events, Node, NodeBuilder, NodeConfig, OwnedReceipt, Peer, PeerStats,
+    Receipt,
 };
 pub use proto::session::LostReason;
 pub use security::{Identity, KnownPeers, PublicKey, TrustPolicy};

@@ -174,6 +174,44 @@ async fn raw_bytes_and_delivered_events() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owned_receipt_outlives_the_handle_it_was_sent_through() {
+    let (server, client, peer) = connected_pair("server", "client").await;
+    // Sent through a handle that is gone before the receipts are looked at, from another task.
+    let receipts: Vec<_> = {
+        let handle = peer.clone();
+        let mut receipts = Vec::new();
+        for i in 0..10u8 {
+            receipts.push(handle.send_bytes(vec![i]).await.unwrap().into_owned());
+        }
+        receipts
+    };
+    let waiter = tokio::spawn(async move {
+        for receipt in &receipts {
+            receipt.delivered().await.unwrap();
+        }
+        receipts
+    });
+    let receipts = within("the owned receipts to resolve", waiter)
+        .await
+        .unwrap();
+    assert_eq!(
+        receipts.iter().map(|r| r.seq()).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert!(receipts.iter().all(|r| r.is_delivered()));
+    assert!(receipts.iter().all(|r| r.peer().name() == "server"));
+    // A borrowing receipt and its owned copy tell the same.
+    let receipt = peer.send_bytes(vec![10]).await.unwrap();
+    let owned = receipt.into_owned();
+    assert_eq!((receipt.seq(), owned.receipt().seq()), (11, 11));
+    owned.delivered().await.unwrap();
+    assert!(receipt.is_delivered());
+    assert_eq!(server.peer("client").unwrap().read_all_bytes().len(), 11);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_reader_that_never_reads_blocks_the_sender_with_bounded_memory() {
     const INBOX: usize = 64;
@@ -219,7 +257,7 @@ async fn a_reader_that_never_reads_blocks_the_sender_with_bounded_memory() {
     let blocked = tokio::spawn({
         let peer = peer.clone();
         let body = body.clone();
-        async move { peer.send(&body).await.unwrap() }
+        async move { peer.send(&body).await.unwrap().into_owned() }
     });
     // ...and nothing the sender does changes the bounds.
     for _ in 0..100 {

@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use common::raw::RawPeer;
 use common::{Checker, Msg, within};
 use networkio::proto::frame::{self, CloseCode, Frame, SessionOffer};
-use networkio::{Error, Node, NodeBuilder};
+use networkio::{Error, Node, NodeBuilder, Receipt};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -723,7 +723,7 @@ async fn a_node_that_never_reads_blocks_its_sender_and_bounds_its_inbox() {
                 last = Some(peer.send(&msg).await.unwrap());
                 sent.fetch_add(1, Ordering::SeqCst);
             }
-            last.unwrap()
+            last.map(Receipt::into_owned).unwrap()
         })
     };
     // The receiver's application does not read: the sender stops at inbox + window.

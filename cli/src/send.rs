@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use networkio::proto::{CloseCode, LinkError, ProtocolViolation};
-use networkio::{Event, Events, Fault, Node, Peer, Receipt};
+use networkio::{Event, Events, Fault, Node, OwnedReceipt, Peer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -260,11 +260,12 @@ fn tls_failure(reason: &str) -> bool {
         .any(|failure| reason.contains(failure))
 }
 
-/// Sends messages in order, remembering the receipt of the last one.
+/// Sends messages in order, remembering the receipt of the last one (owning its handle of the
+/// peer: it lives beside `peer`, not borrowing it).
 struct Sender {
     peer: Peer,
     timeout: Duration,
-    last: Option<Receipt>,
+    last: Option<OwnedReceipt>,
 }
 
 impl Sender {
@@ -273,7 +274,8 @@ impl Sender {
         let receipt = tokio::time::timeout_at(deadline, self.peer.send(&message))
             .await
             .map_err(|_| self.stalled())?
-            .context("could not send a message")?;
+            .context("could not send a message")?
+            .into_owned();
         self.last = Some(receipt);
         Ok(())
     }
@@ -297,7 +299,8 @@ impl Sender {
             let receipt = tokio::time::timeout_at(deadline, self.peer.send_bytes(payload))
                 .await
                 .map_err(|_| self.stalled())?
-                .context("could not resend a message")?;
+                .context("could not resend a message")?
+                .into_owned();
             self.last = Some(receipt);
         }
         Ok(())

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use events::{Event, Events};
-pub use peer::{ConnectionState, Peer, PeerStats, Receipt};
+pub use peer::{ConnectionState, OwnedReceipt, Peer, PeerStats, Receipt};
 
 use crate::error::{Error, Result};
 use crate::proto::{self, Session, validate_name};

@@ -231,12 +231,12 @@ impl Peer {
 
     /// Serialises `message` (MessagePack) and queues it, waiting while the outbound window is
     /// full. Returns once the message is queued; the [`Receipt`] tells when it is acknowledged.
-    pub async fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<Receipt> {
+    pub async fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<Receipt<'_>> {
         self.send_bytes(codec::encode(message)?).await
     }
 
     /// Like [`Peer::send`], but fails with [`Error::Full`] instead of waiting.
-    pub fn try_send<T: Serialize + ?Sized>(&self, message: &T) -> Result<Receipt> {
+    pub fn try_send<T: Serialize + ?Sized>(&self, message: &T) -> Result<Receipt<'_>> {
         self.try_send_bytes(codec::encode(message)?)
     }
 
@@ -247,34 +247,37 @@ impl Peer {
     /// task take in acknowledgements and transmit instead of filling the whole window before
     /// either can run (on tokio they often share a worker thread, and a task woken by the sender
     /// waits for the sender to yield).
-    pub async fn send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
-        let mut payload = Some(payload.into());
-        match self.push(&mut payload) {
-            Ok(Queued { number, pause }) => {
-                if pause {
-                    tokio::task::yield_now().await;
+    pub fn send_bytes(
+        &self,
+        payload: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<Receipt<'_>>> + Send + '_ {
+        // Converted here, so that the future works on the payload where it was put instead of
+        // moving it into a local of its own first (a copy on the path of every message).
+        let mut payload = payload.into();
+        async move {
+            match self.push(&mut payload) {
+                Ok(Queued { number, pause }) => {
+                    if pause {
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(self.receipt(number))
                 }
-                Ok(self.receipt(number))
-            }
-            Err(Refused::Full) => match payload {
                 // Boxed, so that the future of the fast path stays small.
-                Some(payload) => Box::pin(self.send_when_room(payload)).await,
-                None => Err(Error::Full),
-            },
-            Err(refused) => Err(self.refusal(refused, payload.as_ref())),
+                Err(Refused::Full) => Box::pin(self.send_when_room(payload)).await,
+                Err(refused) => Err(self.refusal(refused, &payload)),
+            }
         }
     }
 
     /// The slow path of [`Peer::send_bytes`]: waits for window space, then queues.
-    async fn send_when_room(&self, payload: Bytes) -> Result<Receipt> {
-        let mut payload = Some(payload);
+    async fn send_when_room(&self, mut payload: Bytes) -> Result<Receipt<'_>> {
         loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
             match self.push(&mut payload) {
                 Ok(Queued { number, .. }) => return Ok(self.receipt(number)),
                 Err(Refused::Full) => {}
-                Err(refused) => return Err(self.refusal(refused, payload.as_ref())),
+                Err(refused) => return Err(self.refusal(refused, &payload)),
             }
             space.await;
         }
@@ -282,7 +285,7 @@ impl Peer {
 
     /// Serialises and queues several messages in order, waiting while the window is full; see
     /// [`Peer::send_bytes_many`].
-    pub async fn send_many<'a, T, I>(&self, messages: I) -> Result<Option<Receipt>>
+    pub async fn send_many<'a, T, I>(&self, messages: I) -> Result<Option<Receipt<'_>>>
     where
         T: Serialize + ?Sized + 'a,
         I: IntoIterator<Item = &'a T>,
@@ -305,7 +308,7 @@ impl Peer {
     /// a smaller limit while the call waits for room: then the messages before the oversized
     /// one were queued). A node shutting down partway fails with [`Error::NodeClosed`]; the
     /// messages before that point were queued.
-    pub async fn send_bytes_many<I>(&self, payloads: I) -> Result<Option<Receipt>>
+    pub async fn send_bytes_many<I>(&self, payloads: I) -> Result<Option<Receipt<'_>>>
     where
         I: IntoIterator,
         I::Item: Into<Bytes>,
@@ -370,41 +373,36 @@ impl Peer {
         if pause {
             tokio::task::yield_now().await;
         }
-        Ok(last.map(|number| Receipt {
-            peer: self.clone(),
-            number,
-        }))
+        Ok(last.map(|number| self.receipt(number)))
     }
 
     /// Queues raw bytes, or fails with [`Error::Full`] if the window is full.
-    pub fn try_send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
-        let mut payload = Some(payload.into());
+    pub fn try_send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt<'_>> {
+        let mut payload = payload.into();
         match self.push(&mut payload) {
             Ok(Queued { number, .. }) => Ok(self.receipt(number)),
-            Err(refused) => Err(self.refusal(refused, payload.as_ref())),
+            Err(refused) => Err(self.refusal(refused, &payload)),
         }
     }
 
-    /// Queues the payload in `slot` if the window has room, taking it out of the slot; on
-    /// refusal it stays there. The payload is moved into the session, never cloned: cloning a
-    /// `Bytes` made from a `Vec` would allocate. What it returns fits in two registers: this
-    /// is the path of every message, and larger results were copied through memory.
-    fn push(&self, slot: &mut Option<Bytes>) -> Result<Queued, Refused> {
+    /// Queues `payload` if the window has room, taking it (an empty `Bytes` is left behind); on
+    /// refusal it stays with the caller. The payload is moved into the session, never cloned:
+    /// cloning a `Bytes` made from a `Vec` would allocate. What it returns fits in two
+    /// registers: this is the path of every message, and larger results were copied through
+    /// memory.
+    fn push(&self, payload: &mut Bytes) -> Result<Queued, Refused> {
         let mut core = self.inner.lock();
         if core.closed {
             return Err(Refused::Closed);
         }
-        let len = slot.as_ref().map_or(0, Bytes::len);
+        let len = payload.len();
         if !core.session.fits(len) {
             return Err(Refused::TooLarge);
         }
         if !core.session.has_room(len) {
             return Err(Refused::Full);
         }
-        let Some(payload) = slot.take() else {
-            return Err(Refused::Full);
-        };
-        let (seq, wake) = match core.session.send_noting(payload) {
+        let (seq, wake) = match core.session.send_noting(std::mem::take(payload)) {
             Ok(sent) => sent,
             // Not after the checks above; the payload is gone, the caller reports the refusal.
             Err(PushError::Full) => return Err(Refused::Full),
@@ -419,21 +417,18 @@ impl Peer {
         })
     }
 
-    fn receipt(&self, number: u64) -> Receipt {
-        Receipt {
-            peer: self.clone(),
-            number,
-        }
+    fn receipt(&self, number: u64) -> Receipt<'_> {
+        Receipt { peer: self, number }
     }
 
-    /// The error for a refusal of [`Peer::push`]; `payload`: the message, if still held.
+    /// The error for a refusal of [`Peer::push`] of `payload`.
     #[cold]
-    fn refusal(&self, refused: Refused, payload: Option<&Bytes>) -> Error {
+    fn refusal(&self, refused: Refused, payload: &Bytes) -> Error {
         match refused {
             Refused::Closed => Error::NodeClosed,
             Refused::Full => Error::Full,
             Refused::TooLarge => Error::MessageTooLarge {
-                len: payload.map_or(0, Bytes::len),
+                len: payload.len(),
                 max: self.inner.lock().session.max_message(),
             },
         }
@@ -548,16 +543,37 @@ fn push_error(e: PushError) -> Error {
 /// Proof that a message was queued, and a way to learn when it is delivered.
 ///
 /// Dropping a receipt changes nothing: the message is sent all the same.
-#[derive(Debug, Clone)]
-pub struct Receipt {
-    peer: Peer,
+///
+/// A receipt borrows the [`Peer`] handle it was sent through, as a guard borrows its lock:
+/// taking a reference count of the peer for every message would cost the sending path a
+/// quarter of its time. To keep a receipt beyond that borrow, or to move it into another task,
+/// turn it into an [`OwnedReceipt`], which holds a handle of its own:
+///
+/// ```no_run
+/// # async fn example(peer: networkio::Peer) -> networkio::Result<()> {
+/// let receipt = peer.send(&"hello").await?.into_owned();
+/// tokio::spawn(async move { receipt.delivered().await });
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt<'a> {
+    peer: &'a Peer,
     /// The message's number for this peer across session generations:
     /// `Session::messages_before` of its generation plus its sequence number. One word, so
     /// that a receipt is two: returned by every send, its size is paid on every call.
     number: u64,
 }
 
-impl Receipt {
+impl<'a> Receipt<'a> {
+    /// The same receipt, holding its own handle of the peer (a reference count).
+    pub fn into_owned(self) -> OwnedReceipt {
+        OwnedReceipt {
+            peer: self.peer.clone(),
+            number: self.number,
+        }
+    }
+
     /// The message's sequence number in its session (1, 2, 3, ... per peer and direction).
     /// (Takes the peer's lock briefly: the receipt holds the message's number across sessions.)
     pub fn seq(&self) -> u64 {
@@ -573,8 +589,8 @@ impl Receipt {
     }
 
     /// The peer it was sent to.
-    pub fn peer(&self) -> &Peer {
-        &self.peer
+    pub fn peer(&self) -> &'a Peer {
+        self.peer
     }
 
     /// Whether the peer has acknowledged the message.
@@ -619,5 +635,43 @@ impl Receipt {
         } else {
             Err(Error::NodeClosed)
         }
+    }
+}
+
+/// A [`Receipt`] holding its own handle of the peer: it can be kept as long as needed and moved
+/// into another task. Made by [`Receipt::into_owned`].
+#[derive(Debug, Clone)]
+pub struct OwnedReceipt {
+    peer: Peer,
+    number: u64,
+}
+
+impl OwnedReceipt {
+    /// This receipt, borrowing its handle.
+    pub fn receipt(&self) -> Receipt<'_> {
+        Receipt {
+            peer: &self.peer,
+            number: self.number,
+        }
+    }
+
+    /// See [`Receipt::seq`].
+    pub fn seq(&self) -> u64 {
+        self.receipt().seq()
+    }
+
+    /// The peer it was sent to.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// See [`Receipt::is_delivered`].
+    pub fn is_delivered(&self) -> bool {
+        self.receipt().is_delivered()
+    }
+
+    /// See [`Receipt::delivered`].
+    pub async fn delivered(&self) -> Result<()> {
+        self.receipt().delivered().await
     }
 }

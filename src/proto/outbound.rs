@@ -123,6 +123,8 @@ impl Outbound {
     /// [`Outbound::push`], also saying whether the message can be transmitted at once: it is
     /// next in line (everything before it went out on this connection) and within the peer's
     /// window.
+    // Inlined: see `Session::send_noting`.
+    #[inline]
     pub fn push_noting(&mut self, payload: Bytes) -> Result<(u64, bool), PushError> {
         if payload.len() > self.limits.max_message {
             return Err(PushError::TooLarge {

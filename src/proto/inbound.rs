@@ -136,6 +136,7 @@ impl Inbound {
     }
 
     /// Accepts a DATA frame: appends it, drops it as a duplicate, or reports a gap.
+    #[inline]
     pub fn on_data(&mut self, seq: u64, payload: Bytes) -> Result<Accepted, ProtocolViolation> {
         if seq == 0 {
             // Numbering starts at 1: zero was never sent by a correct peer.

@@ -510,6 +510,7 @@ impl Session {
     }
 
     /// A DATA frame on an established link; whether it was new.
+    #[inline]
     fn on_data(&mut self, seq: u64, payload: Bytes) -> Result<bool, LinkError> {
         // Only a peer that established the session sends DATA or ACK.
         self.confirmed = true;

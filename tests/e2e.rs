@@ -174,6 +174,22 @@ async fn raw_bytes_and_delivered_events() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_send_is_lazy_until_its_future_is_polled() {
+    let (server, client, peer) = connected_pair("server", "client").await;
+    // Made and dropped unpolled: nothing queued, no number taken.
+    drop(peer.send_bytes(vec![0]));
+    drop(peer.send(&"never"));
+    assert_eq!(peer.stats().unacked_len, 0);
+    let receipt = peer.send_bytes(vec![1]).await.unwrap();
+    assert_eq!(receipt.seq(), 1);
+    receipt.delivered().await.unwrap();
+    let got = server.peer("client").unwrap().read_all_bytes();
+    assert_eq!(got, [vec![1u8]]);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owned_receipt_outlives_the_handle_it_was_sent_through() {
     let (server, client, peer) = connected_pair("server", "client").await;

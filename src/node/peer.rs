@@ -247,6 +247,8 @@ impl Peer {
     /// task take in acknowledgements and transmit instead of filling the whole window before
     /// either can run (on tokio they often share a worker thread, and a task woken by the sender
     /// waits for the sender to yield).
+    ///
+    /// As with an `async fn`, nothing is queued until the returned future is first polled.
     pub fn send_bytes(
         &self,
         payload: impl Into<Bytes>,

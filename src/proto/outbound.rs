@@ -136,9 +136,7 @@ impl Outbound {
             return Err(PushError::Full);
         }
         let seq = self.next_seq();
-        let transmittable = seq == self.cursor
-            && seq <= self.credit_seq
-            && self.cursor_bytes.saturating_add(payload.len() as u64) <= self.credit_bytes;
+        let transmittable = seq == self.cursor && self.credit_admits_next(payload.len());
         self.queued_bytes = self.queued_bytes.saturating_add(payload.len());
         self.queue.push_back(payload);
         Ok((seq, transmittable))
@@ -166,10 +164,15 @@ impl Outbound {
             .checked_sub(self.first_seq)
             .and_then(|i| usize::try_from(i).ok())
             .unwrap_or(usize::MAX);
-        self.queue.get(index).is_some_and(|payload| {
-            self.cursor <= self.credit_seq
-                && self.cursor_bytes.saturating_add(payload.len() as u64) <= self.credit_bytes
-        })
+        self.queue
+            .get(index)
+            .is_some_and(|payload| self.credit_admits_next(payload.len()))
+    }
+
+    /// Whether the peer's window admits the message at the cursor, of `len` bytes.
+    fn credit_admits_next(&self, len: usize) -> bool {
+        self.cursor <= self.credit_seq
+            && self.cursor_bytes.saturating_add(len as u64) <= self.credit_bytes
     }
 
     /// The peer's window, counted from `up_to` (which must have been acknowledged already:

@@ -27,6 +27,11 @@ pub enum Error {
         /// The configured maximum.
         max: usize,
     },
+    /// [`Peer::send_many`](crate::Peer::send_many) or
+    /// [`Peer::send_bytes_many`](crate::Peer::send_bytes_many) was given no messages (caller):
+    /// there is nothing to return a receipt for.
+    #[error("a batch of messages to send was empty")]
+    EmptyBatch,
     /// A node name that is not acceptable (caller).
     #[error("invalid node name: {0}")]
     InvalidName(#[from] NameError),
@@ -99,6 +104,7 @@ impl Error {
     pub fn fault(&self) -> Fault {
         match self {
             Error::Full
+            | Error::EmptyBatch
             | Error::MessageTooLarge { .. }
             | Error::InvalidName(_)
             | Error::InvalidConfig(_)

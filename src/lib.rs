@@ -126,8 +126,8 @@ mod security;
 
 pub use error::{CodecError, Error, Fault, Result};
 pub use node::{
-    ConnectionState, Event, Events, Node, NodeBuilder, NodeConfig, OwnedReceipt, Peer, PeerStats,
-    Receipt,
+    ByteMessages, ConnectionState, Event, Events, Messages, Node, NodeBuilder, NodeConfig,
+    OwnedReceipt, Peer, PeerStats, Receipt,
 };
 pub use proto::session::LostReason;
 pub use security::{Identity, KnownPeers, PublicKey, TrustPolicy};

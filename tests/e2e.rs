@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use common::{
     Checker, WAIT, connected_pair, listening_node, send_stream, spawn_reader, wait_event, within,
 };
-use networkio::{ConnectionState, Error, Event, Node};
+use networkio::{ConnectionState, Error, Event, Fault, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_directions_at_once_exactly_once_in_order() {
@@ -422,7 +422,7 @@ async fn replying_from_the_event_loop_does_not_deadlock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_many_queues_in_order_and_checks_sizes_first() {
+async fn send_many_queues_in_order_and_checks_sizes_as_it_goes() {
     const N: u64 = 20_000;
     let server = Node::builder("server")
         .listen("127.0.0.1:0")
@@ -435,18 +435,22 @@ async fn send_many_queues_in_order_and_checks_sizes_first() {
     let mut got = spawn_reader(&server, checker.clone());
     let peer = client.connect(server.local_addrs()[0]).await.unwrap();
 
-    // One message over the server's limit: nothing of the batch is queued.
-    let mut batch = vec![vec![0u8; 10], vec![0u8; 1001]];
+    // An empty batch has nothing to return a receipt for.
+    let empty = peer.send_bytes_many(Vec::<Vec<u8>>::new()).await;
+    assert!(matches!(empty, Err(Error::EmptyBatch)), "{empty:?}");
+    assert_eq!(empty.unwrap_err().fault(), Fault::Caller);
+    // One message over the server's limit fails the call; nothing after it is queued.
+    let probe = checker.lock().unwrap().next_message("client", "server", 16);
+    let probe = networkio::codec::encode(&probe).unwrap();
+    let batch = [probe, vec![0u8; 1001].into(), vec![0u8; 10].into()];
     assert!(matches!(
-        peer.send_bytes_many(batch.drain(..)).await,
+        peer.send_bytes_many(batch).await,
         Err(Error::MessageTooLarge { len: 1001, .. })
     ));
-    assert_eq!(peer.stats().unacked_len, 0);
-    assert!(
-        peer.send_bytes_many(Vec::<Vec<u8>>::new())
-            .await
-            .unwrap()
-            .is_none()
+    assert_eq!(
+        peer.stats().unacked_len as u64 + peer.stats().acked,
+        1,
+        "the message before the oversized one was queued, none after it"
     );
 
     // More than a window's worth, so the call waits for acknowledgements partway.
@@ -455,12 +459,37 @@ async fn send_many_queues_in_order_and_checks_sizes_first() {
         .collect();
     let receipt = within("send_many", peer.send_many(&messages))
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(receipt.seq(), N);
+    assert_eq!(receipt.seq(), N + 1);
     within("delivery", receipt.delivered()).await.unwrap();
-    within("all read", got.wait_for(|n| *n == N)).await.unwrap();
+    within("all read", got.wait_for(|n| *n == N + 1)).await.unwrap();
     checker.lock().unwrap().assert_exactly_once_in_order();
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_many_takes_its_iterator_a_chunk_at_a_time_outside_the_lock() {
+    let (server, client, peer) = connected_pair("server", "client").await;
+    // The iterator looks at the peer as it goes (which takes the peer's lock): by its 200th
+    // message, earlier ones are queued already; the batch is not collected first.
+    let mut queued_at_200 = None;
+    let batch = (0..300u32).map(|i| {
+        if i == 200 {
+            let stats = peer.stats();
+            queued_at_200 = Some(stats.unacked_len as u64 + stats.acked);
+        }
+        i.to_be_bytes().to_vec()
+    });
+    let receipt = within("send_bytes_many", peer.send_bytes_many(batch))
+        .await
+        .unwrap();
+    assert_eq!(receipt.seq(), 300);
+    assert!(
+        queued_at_200.is_some_and(|n| n >= 64),
+        "queued when the iterator reached the 200th: {queued_at_200:?}"
+    );
+    within("delivery", receipt.delivered()).await.unwrap();
     client.shutdown().await;
     server.shutdown().await;
 }
@@ -559,7 +588,7 @@ async fn a_sender_far_ahead_of_its_acknowledgements_yields_now_and_then() {
     assert!(poll_once(&mut send).is_pending(), "no pause after a batch");
     assert_eq!(peer.stats().unacked_len as u64 + peer.stats().acked, 1547);
     match poll_once(&mut send) {
-        std::task::Poll::Ready(receipt) => assert_eq!(receipt.unwrap().unwrap().seq(), 1547),
+        std::task::Poll::Ready(receipt) => assert_eq!(receipt.unwrap().seq(), 1547),
         std::task::Poll::Pending => panic!("paused twice"),
     }
     // (Not `shutdown`: it would wait for acknowledgements that cannot come.)

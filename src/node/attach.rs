@@ -86,7 +86,10 @@ pub(crate) fn apply_events(
                 core.established_count += 1;
                 shared.events.push(peer, Kind::Connected);
             }
-            SessionEvent::Received => shared.events.push(peer, Kind::Message),
+            SessionEvent::Received => {
+                shared.events.push(peer, Kind::Message);
+                core.recv.wake_all();
+            }
             SessionEvent::Delivered { .. } => {
                 publish_delivery(peer, core);
                 shared.events.push(peer, Kind::Delivered);
@@ -97,6 +100,7 @@ pub(crate) fn apply_events(
                 reason,
                 acked,
                 messages_before,
+                read_through,
                 ..
             } => {
                 core.ended.push(Ended {
@@ -106,6 +110,7 @@ pub(crate) fn apply_events(
                 });
                 core.handed_back.extend(unacked);
                 core.lost_reason = Some(reason);
+                core.recv.lost(read_through, reason);
                 // The session is over: its key no longer holds the name.
                 core.peer_key = None;
                 publish_delivery(peer, core);

@@ -11,6 +11,7 @@ mod driver;
 mod events;
 mod listen;
 mod peer;
+mod recv;
 mod transport;
 mod watch;
 
@@ -26,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 pub use events::{Event, Events};
 pub use peer::{ConnectionState, OwnedReceipt, Peer, PeerStats, Receipt};
+pub use recv::{ByteMessages, Messages};
 
 use crate::error::{Error, Result};
 use crate::proto::{self, Session, validate_name};
@@ -566,6 +568,7 @@ impl Node {
             let mut core = peer.inner.lock();
             core.closed = true;
             core.state = ConnectionState::Closed;
+            core.recv.wake_all();
             drop(core);
             peer.inner.delivery.send_modify(|s| s.closed = true);
             peer.inner.space.notify_waiters();

@@ -1,5 +1,6 @@
 //! `Peer`: the application's handle to one remote node, by name.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
@@ -150,6 +151,8 @@ pub(crate) struct PeerCore {
     pub(crate) pending_key: Option<crate::security::PublicKey>,
     /// Whether a task watches this peer's timers while it has no connection.
     pub(crate) watched: bool,
+    /// Receivers waiting in [`Peer::recv`] and the session losses they are owed.
+    pub(crate) recv: super::recv::RecvState,
 }
 
 impl PeerCore {
@@ -185,6 +188,7 @@ impl PeerInner {
                 peer_key: None,
                 pending_key: None,
                 watched: false,
+                recv: Default::default(),
             }),
             space: Notify::new(),
             delivery: watch::Sender::new(DeliveryState::default()),
@@ -286,78 +290,92 @@ impl Peer {
     }
 
     /// Serialises and queues several messages in order, waiting while the window is full; see
-    /// [`Peer::send_bytes_many`].
-    pub async fn send_many<'a, T, I>(&self, messages: I) -> Result<Option<Receipt<'_>>>
+    /// [`Peer::send_bytes_many`]. Each message is encoded as its turn comes: one that fails to
+    /// encode fails the call with [`Error::Encode`], and the messages before it were queued.
+    pub async fn send_many<'a, T, I>(&self, messages: I) -> Result<Receipt<'_>>
     where
         T: Serialize + ?Sized + 'a,
         I: IntoIterator<Item = &'a T>,
     {
+        let mut failed = None;
         let payloads = messages
             .into_iter()
-            .map(codec::encode)
-            .collect::<Result<Vec<_>>>()?;
-        self.send_bytes_many(payloads).await
+            .map_while(|message| match codec::encode(message) {
+                Ok(payload) => Some(payload),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            });
+        let sent = self.send_bytes_many(payloads).await;
+        match failed {
+            Some(error) => Err(error),
+            None => sent,
+        }
     }
 
-    /// Queues several raw messages in order, waiting while the window is full. The peer's lock
-    /// is taken once per window's worth rather than once per message, which is what a
-    /// high-rate sender wants. Like [`Peer::send_bytes`], it yields once before returning while
-    /// more than half of the window waits for acknowledgements. Returns the receipt of the last
-    /// message (delivery is cumulative: it covers all of them), or `None` for no messages.
+    /// Queues several raw messages in order, waiting while the window is full, and returns the
+    /// receipt of the last one: delivery is cumulative, so it covers all of them. The peer's
+    /// lock is taken once per 64 messages rather than once per message, which is what a
+    /// high-rate sender wants; the iterator runs between those, never under the lock.
+    /// Like [`Peer::send_bytes`], it yields once before returning while more than half of the
+    /// window waits for acknowledgements.
     ///
-    /// Sizes are checked before anything is queued: a message over the limit fails the whole
-    /// call with [`Error::MessageTooLarge`] and queues nothing (unless the peer reconnects with
-    /// a smaller limit while the call waits for room: then the messages before the oversized
-    /// one were queued). A node shutting down partway fails with [`Error::NodeClosed`]; the
-    /// messages before that point were queued.
-    pub async fn send_bytes_many<I>(&self, payloads: I) -> Result<Option<Receipt<'_>>>
+    /// An empty batch fails with [`Error::EmptyBatch`] and queues nothing. Sizes are checked as
+    /// the messages are queued: one over the limit fails the call with
+    /// [`Error::MessageTooLarge`], and the messages before it were queued (they are sent; an
+    /// application that cannot tell its sizes in advance sends one at a time). A node shutting
+    /// down partway fails with [`Error::NodeClosed`]; the messages before that point were
+    /// queued.
+    pub async fn send_bytes_many<I>(&self, payloads: I) -> Result<Receipt<'_>>
     where
         I: IntoIterator,
         I::Item: Into<Bytes>,
     {
-        let payloads: Vec<Bytes> = payloads.into_iter().map(Into::into).collect();
-        {
-            let core = self.inner.lock();
-            if let Some(too_large) = payloads.iter().find(|p| !core.session.fits(p.len())) {
-                let (len, max) = (too_large.len(), core.session.max_message());
-                return Err(Error::MessageTooLarge { len, max });
-            }
+        let mut payloads = payloads.into_iter();
+        // Taken from the iterator a chunk at a time, outside the lock: the iterator is the
+        // caller's code (encoding, say), which must neither hold up the connection nor find the
+        // peer locked. The buffer is the one allocation of a call.
+        let mut chunk = VecDeque::with_capacity(payloads.size_hint().0.clamp(1, BATCH_CHUNK));
+        chunk.extend(payloads.by_ref().take(BATCH_CHUNK).map(Into::into));
+        if chunk.is_empty() {
+            return Err(Error::EmptyBatch);
         }
-        let mut payloads = payloads.into_iter().peekable();
-        let mut last = None;
+        let mut last = 0;
         let pause = loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
+            let mut half_full = false;
             {
                 let mut core = self.inner.lock();
                 if core.closed {
                     return Err(Error::NodeClosed);
                 }
                 let mut wake = false;
+                let mut refused = None;
                 // Moved into the session once it has room for each, never cloned.
-                let refused = loop {
-                    let Some(len) = payloads.peek().map(Bytes::len) else {
-                        break None;
-                    };
+                while let Some(payload) = chunk.pop_front() {
+                    let len = payload.len();
                     if !core.session.fits(len) {
-                        // Only if the peer's limit shrank since the check above.
                         let max = core.session.max_message();
-                        break Some(Error::MessageTooLarge { len, max });
+                        refused = Some(Error::MessageTooLarge { len, max });
+                        break;
                     }
                     if !core.session.has_room(len) {
-                        break None;
+                        chunk.push_front(payload);
+                        break;
                     }
-                    let Some(payload) = payloads.next() else {
-                        break None;
-                    };
                     match core.session.send_noting(payload) {
                         Ok((seq, woken)) => {
-                            last = Some(core.session.messages_before().saturating_add(seq));
+                            last = core.session.messages_before().saturating_add(seq);
                             wake |= woken;
                         }
-                        Err(e) => break Some(push_error(e)),
+                        Err(e) => {
+                            refused = Some(push_error(e));
+                            break;
+                        }
                     }
-                };
+                }
                 // Also before failing: the messages queued so far are sent all the same.
                 if wake {
                     core.wake.notify_one();
@@ -365,17 +383,24 @@ impl Peer {
                 if let Some(error) = refused {
                     return Err(error);
                 }
-                if payloads.peek().is_none() {
-                    break core.session.window_half_full();
+                if chunk.is_empty() {
+                    half_full = core.session.window_half_full();
                 }
             }
-            space.await;
+            if chunk.is_empty() {
+                chunk.extend(payloads.by_ref().take(BATCH_CHUNK).map(Into::into));
+                if chunk.is_empty() {
+                    break half_full;
+                }
+            } else {
+                space.await;
+            }
         };
         // As `send_bytes` does, once per call: a call carries many messages.
         if pause {
             tokio::task::yield_now().await;
         }
-        Ok(last.map(|number| self.receipt(number)))
+        Ok(self.receipt(last))
     }
 
     /// Queues raw bytes, or fails with [`Error::Full`] if the window is full.
@@ -475,13 +500,7 @@ impl Peer {
     }
 
     fn take(&self, core: &mut PeerCore, n: usize) -> Vec<Bytes> {
-        let had_work = core.session.wants_transmit();
-        let taken = core.session.read(n);
-        if !had_work && core.session.wants_transmit() {
-            // Reading opened the peer's window enough to tell it (see `Inbound`).
-            core.wake.notify_one();
-        }
-        taken
+        taking(core, |session| session.read(n))
     }
 
     /// Builds the event for a queued marker from the current state (see `events`).
@@ -510,6 +529,21 @@ impl Peer {
         Some(event)
     }
 }
+
+/// Takes received messages from the session with `read`, waking the connection if that freed
+/// enough of the inbox to tell the peer (see `Inbound`).
+pub(crate) fn taking<R>(core: &mut PeerCore, read: impl FnOnce(&mut Session) -> R) -> R {
+    let had_work = core.session.wants_transmit();
+    let taken = read(&mut core.session);
+    if !had_work && core.session.wants_transmit() {
+        core.wake.notify_one();
+    }
+    taken
+}
+
+/// Messages [`Peer::send_bytes_many`] takes from its iterator between holds of the peer's lock
+/// (a chunk's buffer is 2 KiB).
+const BATCH_CHUNK: usize = 64;
 
 /// While half the window waits for acknowledgements, [`Peer::send_bytes`] yields once per this
 /// many messages.

@@ -42,6 +42,8 @@ pub struct Inbound {
     inbox_bytes: usize,
     /// Payload bytes accepted in this session (through `next_expected - 1`).
     received_bytes: u64,
+    /// Messages the application has taken from the inbox, across sessions.
+    taken: u64,
     /// The peer may send up to this sequence number (what we last advertised).
     limit_seq: u64,
     /// The peer may send until `received_bytes` reaches this (what we last advertised).
@@ -68,6 +70,7 @@ impl Inbound {
             inbox: VecDeque::new(),
             inbox_bytes: 0,
             received_bytes: 0,
+            taken: 0,
             limit_seq: 0,
             limit_bytes: 0,
         }
@@ -256,7 +259,21 @@ impl Inbound {
         let taken: Vec<Bytes> = self.inbox.drain(..n).collect();
         let taken_bytes = taken.iter().map(Bytes::len).fold(0, usize::saturating_add);
         self.inbox_bytes = self.inbox_bytes.saturating_sub(taken_bytes);
+        self.taken = self.taken.wrapping_add(n as u64);
         taken
+    }
+
+    /// Removes and returns the oldest message.
+    pub fn take_one(&mut self) -> Option<Bytes> {
+        let message = self.inbox.pop_front()?;
+        self.inbox_bytes = self.inbox_bytes.saturating_sub(message.len());
+        self.taken = self.taken.wrapping_add(1);
+        Some(message)
+    }
+
+    /// How many messages have been taken from the inbox so far, across sessions.
+    pub fn taken(&self) -> u64 {
+        self.taken
     }
 }
 

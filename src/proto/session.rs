@@ -57,6 +57,10 @@ pub enum SessionEvent {
         acked: u64,
         /// [`Session::messages_before`] while that generation was current.
         messages_before: u64,
+        /// The value [`Session::messages_read`] reaches once the application has read every
+        /// message this generation received: messages of later generations come after it in
+        /// the inbox.
+        read_through: u64,
     },
 }
 
@@ -220,6 +224,17 @@ impl Session {
     /// Removes and returns up to `n` received messages, oldest first.
     pub fn read(&mut self, n: usize) -> Vec<Bytes> {
         self.inbound.take(n)
+    }
+
+    /// Removes and returns the oldest received message.
+    pub fn read_one(&mut self) -> Option<Bytes> {
+        self.inbound.take_one()
+    }
+
+    /// How many received messages have been read ([`Session::read`], [`Session::read_one`]) so
+    /// far, across generations. Compare with [`SessionEvent::Lost`]'s `read_through`.
+    pub fn messages_read(&self) -> u64 {
+        self.inbound.taken()
     }
 
     /// The first `n` received messages, left in place.
@@ -591,6 +606,10 @@ impl Session {
             reason,
             acked,
             messages_before,
+            read_through: self
+                .inbound
+                .taken()
+                .wrapping_add(self.inbound.len() as u64),
         });
         self.generation = self.generation.saturating_add(1);
     }

@@ -105,7 +105,7 @@ pub async fn throughput(
             while sent < count {
                 let n = (count - sent).min(batch as u64);
                 let batch = (0..n).map(|_| Bytes::from_static(payload));
-                last = peer.send_bytes_many(batch).await?.or(last);
+                last = Some(peer.send_bytes_many(batch).await?);
                 sent += n;
             }
         }

@@ -425,6 +425,7 @@ mod self_test {
             reason: LostReason::Expired,
             acked: 1,
             messages_before: 0,
+            read_through: 0,
         };
         c.on_event(Side::A, 7, &lost);
         c.assert_ok(Mode::G2);
@@ -440,6 +441,7 @@ mod self_test {
             reason: LostReason::PeerRestarted,
             acked: 0,
             messages_before: 0,
+            read_through: 0,
         };
         c.on_event(Side::A, 7, &lost);
         c.on_wire(Side::A, 7, 0, 1, &payload(Side::A, 1));

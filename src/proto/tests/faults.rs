@@ -21,6 +21,7 @@ struct Loss<'a> {
     reason: LostReason,
     acked: u64,
     messages_before: u64,
+    read_through: u64,
 }
 
 /// The `Lost` events among `events`.
@@ -32,12 +33,14 @@ fn lost(events: &[SessionEvent]) -> impl Iterator<Item = Loss<'_>> {
             reason,
             acked,
             messages_before,
+            read_through,
         } => Some(Loss {
             generation: *generation,
             unacked,
             reason: *reason,
             acked: *acked,
             messages_before: *messages_before,
+            read_through: *read_through,
         }),
         _ => None,
     })
@@ -204,6 +207,30 @@ fn expiry_hands_back_and_the_peer_that_held_on_sees_peer_forgot() {
     assert_eq!(pair.send_one(B), Ok(1));
     let summary = pair.assert_delivery(Mode::G2);
     assert_eq!((summary.handed_back, summary.in_doubt), (3, 0));
+}
+
+#[test]
+fn a_loss_says_where_its_generations_unread_messages_end_in_the_inbox() {
+    let mut pair = Pair::established();
+    pair.send(A, 3);
+    pair.steps(3);
+    assert_eq!(pair.read(B, 1), [1]);
+    pair.cut();
+    pair.tick(pair.config.session_expiry);
+    let events = pair.take_events(B);
+    let loss = lost(&events).next().expect("b's session expired");
+    // One read, two of the ended generation still unread.
+    assert_eq!(loss.read_through, 3);
+    // The next session's messages queue behind them.
+    pair.connect();
+    pair.step();
+    pair.send(A, 2);
+    pair.steps(3);
+    assert_eq!(pair.session(B).inbox_len(), 4);
+    assert_eq!(pair.read(B, 2), [2, 3]);
+    assert_eq!(pair.session(B).messages_read(), loss.read_through);
+    assert_eq!(pair.read_all(B).len(), 2, "the new session's messages follow");
+    assert_eq!(pair.session(B).messages_read(), 5);
 }
 
 #[test]

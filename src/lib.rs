@@ -2,7 +2,9 @@
 //!
 //! An application hands networkio a message for a peer, by name, and forgets about the network.
 //! It does two things: **send** (and optionally learn when the message arrived) and **react to
-//! notifications** that a peer has data, reading 1, 2 or all of its messages when it likes.
+//! notifications** that a peer has data, reading 1, 2 or all of its messages when it likes. An
+//! application that talks to one peer can instead wait for that peer's next message with
+//! [`Peer::recv`] (see [Receiving from one peer](#receiving-from-one-peer)).
 //!
 //! # Example
 //!
@@ -78,6 +80,51 @@
 //! stay queued, and [`Peer::pending`] says how many. The other events ([`Event::Delivered`],
 //! [`Event::Connected`], [`Event::Disconnected`], [`Event::SessionLost`]) are coalesced the same
 //! way, and built from the peer's state when received: check [`Peer::state`] for the current one.
+//!
+//! # Receiving from one peer
+//!
+//! [`Peer::recv`] waits until the peer's inbox holds a message and takes it; [`Peer::messages`] is
+//! a [`Stream`](futures_core::Stream) of them ([`Peer::recv_bytes`] and [`Peer::messages_bytes`]
+//! for raw bytes). A client of one server, or one side of a request/response exchange, needs no
+//! event loop:
+//!
+//! ```
+//! # use networkio::{Event, Node};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), networkio::Error> {
+//! # let server = Node::builder("server-001").listen("127.0.0.1:0").start().await?;
+//! # let addr = server.local_addrs()[0];
+//! # tokio::spawn(async move {
+//! #     let mut events = server.events();
+//! #     while let Some(event) = events.recv().await {
+//! #         if let Event::Connected { peer, .. } = event {
+//! #             while let Ok(n) = peer.recv::<u64>().await {
+//! #                 peer.send(&(n * 2)).await?;
+//! #             }
+//! #         }
+//! #     }
+//! #     networkio::Result::Ok(())
+//! # });
+//! let client = Node::builder("client-123").start().await?;
+//! let server = client.connect(addr).await?;
+//! for n in 1..=3u64 {
+//!     server.send(&n).await?;
+//!     let doubled: u64 = server.recv().await?; // this peer's next message
+//!     assert_eq!(doubled, n * 2);
+//! }
+//! client.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Receiving takes a message as [`Peer::read`] does, with the same bounds and flow control.
+//! Each message goes to exactly one receiver, whether calls on clones of the handle wait at once
+//! or `recv` and `read` are mixed; an [`Event::Message`] then only says that data may be there.
+//! Dropping a `recv` future or a stream never loses a message. `recv` fails with
+//! [`Error::SessionLost`] once when the session with the peer ends, after the messages received
+//! in it (the request will not be answered), and with [`Error::NodeClosed`] once the node has
+//! shut down and the inbox is empty; streams yield the first as an item and end at the second.
+//! (A peer is never removed from the node while a handle to it exists.)
 //!
 //! # Messages
 //!

@@ -84,7 +84,8 @@ async fn recv_takes_every_message_once_in_order_and_frees_inbox_credit() {
     // grants the peer credit, as `read` does.
     let server = Node::builder("server")
         .listen("127.0.0.1:0")
-        .inbox(16, 64 * 1024)
+        .max_message_size(1024)
+        .inbox(16, 4096)
         .start()
         .await
         .unwrap();
@@ -275,15 +276,20 @@ async fn recv_reports_the_end_of_the_session_after_its_messages() {
 }
 
 #[tokio::test]
-async fn a_loss_before_recv_is_called_is_reported_too() {
+async fn a_loss_before_recv_is_called_is_reported_too_after_its_messages() {
     let (server, client, to_server) = connected_pair("server", "client").await;
+    let to_client = accepted(&server).await;
     let mut events = client.events();
+    to_client.send(&"one").await.unwrap();
+    to_client.send(&"two").await.unwrap();
     server.shutdown().await;
     wait_event(&mut events, "the session ends", |e| {
         matches!(e, Event::SessionLost { .. })
     })
     .await;
-    // The event queue reported it, and recv reports it as well.
+    // The event queue reported it, and recv reports it as well, in its place.
+    assert_eq!(to_server.recv::<String>().await.unwrap(), "one");
+    assert_eq!(to_server.recv::<String>().await.unwrap(), "two");
     assert!(matches!(
         to_server.recv_bytes().await,
         Err(Error::SessionLost {

@@ -103,7 +103,7 @@
 //! #             }
 //! #         }
 //! #     }
-//! #     networkio::Result::Ok(())
+//! #     Ok::<(), networkio::Error>(())
 //! # });
 //! let client = Node::builder("client-123").start().await?;
 //! let server = client.connect(addr).await?;

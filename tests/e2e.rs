@@ -462,7 +462,9 @@ async fn send_many_queues_in_order_and_checks_sizes_as_it_goes() {
         .unwrap();
     assert_eq!(receipt.seq(), N + 1);
     within("delivery", receipt.delivered()).await.unwrap();
-    within("all read", got.wait_for(|n| *n == N + 1)).await.unwrap();
+    within("all read", got.wait_for(|n| *n == N + 1))
+        .await
+        .unwrap();
     checker.lock().unwrap().assert_exactly_once_in_order();
     client.shutdown().await;
     server.shutdown().await;

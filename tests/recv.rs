@@ -61,10 +61,7 @@ async fn request_response_with_recv_only() {
         })
     };
     for _ in 0..ROUNDS {
-        let request = checker
-            .lock()
-            .unwrap()
-            .next_message("client", "server", 8);
+        let request = checker.lock().unwrap().next_message("client", "server", 8);
         to_server.send(&request).await.unwrap();
         let reply: Msg = within("a reply", to_server.recv()).await.unwrap();
         checker.lock().unwrap().received(&reply);
@@ -128,7 +125,12 @@ async fn concurrent_receivers_on_clones_each_get_distinct_messages() {
         .collect();
     let mut last = None;
     for i in 0..N {
-        last = Some(to_server.send_bytes(i.to_be_bytes().to_vec()).await.unwrap());
+        last = Some(
+            to_server
+                .send_bytes(i.to_be_bytes().to_vec())
+                .await
+                .unwrap(),
+        );
     }
     within("delivery", last.unwrap().delivered()).await.unwrap();
     // Everything is in the server's inbox or taken; shutting the server down ends every waiting
@@ -145,7 +147,11 @@ async fn concurrent_receivers_on_clones_each_get_distinct_messages() {
         all.extend(got);
     }
     all.sort_unstable();
-    assert_eq!(all, (0..N).collect::<Vec<_>>(), "every message exactly once");
+    assert_eq!(
+        all,
+        (0..N).collect::<Vec<_>>(),
+        "every message exactly once"
+    );
 }
 
 #[tokio::test]
@@ -376,10 +382,7 @@ async fn recv_and_the_event_queue_work_side_by_side() {
     // And read takes what recv would have.
     let receipt = to_server.send(&"taken by read").await.unwrap();
     within("delivery", receipt.delivered()).await.unwrap();
-    assert_eq!(
-        to_client.read_all::<String>().unwrap(),
-        ["taken by read"]
-    );
+    assert_eq!(to_client.read_all::<String>().unwrap(), ["taken by read"]);
     let mut recv = pin!(to_client.recv_bytes());
     assert!(poll_once(recv.as_mut()).is_pending());
     client.shutdown().await;

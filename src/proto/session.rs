@@ -606,10 +606,7 @@ impl Session {
             reason,
             acked,
             messages_before,
-            read_through: self
-                .inbound
-                .taken()
-                .wrapping_add(self.inbound.len() as u64),
+            read_through: self.inbound.taken().wrapping_add(self.inbound.len() as u64),
         });
         self.generation = self.generation.saturating_add(1);
     }

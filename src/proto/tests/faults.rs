@@ -229,7 +229,11 @@ fn a_loss_says_where_its_generations_unread_messages_end_in_the_inbox() {
     assert_eq!(pair.session(B).inbox_len(), 4);
     assert_eq!(pair.read(B, 2), [2, 3]);
     assert_eq!(pair.session(B).messages_read(), loss.read_through);
-    assert_eq!(pair.read_all(B).len(), 2, "the new session's messages follow");
+    assert_eq!(
+        pair.read_all(B).len(),
+        2,
+        "the new session's messages follow"
+    );
     assert_eq!(pair.session(B).messages_read(), 5);
 }
 

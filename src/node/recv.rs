@@ -45,8 +45,10 @@ impl RecvState {
     /// Wakes every waiting receiver (they look again under the lock). Cheap when none waits,
     /// which is the case of every application that reads through the event queue.
     pub(crate) fn wake_all(&mut self) {
-        for (_, waker) in self.waiting.drain(..) {
-            waker.wake();
+        if !self.waiting.is_empty() {
+            for (_, waker) in self.waiting.drain(..) {
+                waker.wake();
+            }
         }
     }
 }
@@ -168,12 +170,14 @@ impl Peer {
     /// peer credit exactly as [`Peer::read`] does.
     ///
     /// - **Ends.** Fails with [`Error::SessionLost`] once for each time the session with the
-    ///   peer ends (the peer restarted, shut down, or the session expired), after the messages
-    ///   received in that session: what was asked of the peer will not be answered. Later calls
-    ///   wait for the next session's messages. Losses not reported in between are reported as
-    ///   one. Fails with [`Error::NodeClosed`] once the node has shut down and the inbox is empty
-    ///   (what was received before stays readable). While the peer is merely disconnected it
-    ///   waits: the session survives (until it expires), and so do the messages.
+    ///   peer ends (the peer restarted, shut down, or the session expired), in its place after
+    ///   the messages received in that session, also if it ended before the call: what was asked
+    ///   of the peer will not be answered. Later calls wait for the next session's messages.
+    ///   Losses not reported in between are reported as one. Fails with [`Error::NodeClosed`]
+    ///   once the node has shut down and the inbox is empty (what was received before stays
+    ///   readable). While the peer is merely disconnected it waits: the session survives (until
+    ///   it expires), and so do the messages. (A peer is never removed from the node while a
+    ///   handle to it exists, so a receiver never waits on a forgotten peer.)
     /// - **Decoding.** A message that does not decode as `T` fails with [`Error::Decode`] and
     ///   stays queued; take it with [`Peer::recv_bytes`] to skip it.
     /// - **Several receivers.** Calls on clones of the handle may wait at once: each message

@@ -24,7 +24,7 @@ pub enum Event {
     /// notification for this peer is already waiting in the queue; it does not fire again for
     /// messages the application chose to leave unread, only when more arrive after the
     /// application received this one. A notification may find the inbox empty if the messages
-    /// were already read.
+    /// were already read (by [`Peer::read`] or taken by [`Peer::recv`]).
     Message {
         /// The peer with new data.
         peer: Peer,

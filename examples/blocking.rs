@@ -47,7 +47,9 @@ pub fn main() -> Result<(), networkio::Error> {
     }
     client.shutdown();
     println!("client: shut down");
-    server_thread.join().expect("the server's thread panicked")?;
+    server_thread
+        .join()
+        .expect("the server's thread panicked")?;
     println!("done: {MESSAGES} messages sent, {answers} answers received");
     Ok(())
 }

@@ -179,10 +179,7 @@ fn delivered_waits_for_the_acknowledgement_and_times_out_without_one() {
         assert!(receipt.is_delivered());
         assert_eq!(receipt.seq(), 1);
         assert_eq!(receipt.peer().name(), "blk-receipt-server");
-        peer.send(&"two")
-            .unwrap()
-            .delivered_timeout(WAIT)
-            .unwrap();
+        peer.send(&"two").unwrap().delivered_timeout(WAIT).unwrap();
 
         // Nobody left to acknowledge: the wait gives up at its timeout, and the receipt stays
         // valid (not delivered, not failed).
@@ -204,9 +201,7 @@ fn delivered_waits_for_the_acknowledgement_and_times_out_without_one() {
 fn events_iterate_until_the_node_shuts_down() {
     within("the events iterator", || {
         let server = listening("blk-events-server");
-        let client = Node::builder("blk-events-client")
-            .start_blocking()
-            .unwrap();
+        let client = Node::builder("blk-events-client").start_blocking().unwrap();
         let events = server.events();
         let collector = thread::spawn(move || events.collect::<Vec<Event>>());
         let peer = client.connect(server.local_addrs()[0]).unwrap();
@@ -215,11 +210,9 @@ fn events_iterate_until_the_node_shuts_down() {
 
         server.shutdown();
         let events = collector.join().unwrap(); // the iterator ended by itself
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Connected { peer, .. } if peer.name() == "blk-events-client"))
-        );
+        assert!(events.iter().any(
+            |e| matches!(e, Event::Connected { peer, .. } if peer.name() == "blk-events-client")
+        ));
         let from_client = events
             .iter()
             .find_map(|e| match e {
@@ -234,10 +227,7 @@ fn events_iterate_until_the_node_shuts_down() {
         let mut after = server.events();
         assert!(after.recv().is_none());
         assert!(after.try_recv().is_none());
-        assert!(matches!(
-            after.recv_timeout(WAIT),
-            Err(Error::NodeClosed)
-        ));
+        assert!(matches!(after.recv_timeout(WAIT), Err(Error::NodeClosed)));
         let err = from_client.send(&"late").unwrap_err();
         assert_eq!(err.fault(), Fault::Ended);
         // (Refused before any packet is sent.)
@@ -335,7 +325,10 @@ fn blocking_calls_in_async_code() {
 
     let mut events = server.events();
     let from_client = wait_connected(&mut events);
-    assert_eq!(from_client.read::<u32>(1000).unwrap(), (0..1000).collect::<Vec<_>>());
+    assert_eq!(
+        from_client.read::<u32>(1000).unwrap(),
+        (0..1000).collect::<Vec<_>>()
+    );
     assert_eq!(from_client.read_bytes(200).len(), 200);
     assert_eq!(from_client.read_all::<String>().unwrap(), ["end"]);
     drop((server, client)); // joins both nodes' threads from inside the runtime

@@ -220,8 +220,9 @@ impl Receipt {
     /// Like [`Receipt::delivered`], but fails with [`Error::Timeout`] if the message is not
     /// acknowledged within `timeout` (it may still be later: the receipt stays valid).
     pub fn delivered_timeout(&self, timeout: Duration) -> Result<()> {
-        block_on_until(self.inner.delivered(), deadline_in(timeout))
-            .unwrap_or(Err(Error::Timeout("waiting for the message's acknowledgement")))
+        block_on_until(self.inner.delivered(), deadline_in(timeout)).unwrap_or(Err(Error::Timeout(
+            "waiting for the message's acknowledgement",
+        )))
     }
 
     /// The async receipt of the same message.

@@ -36,6 +36,11 @@ impl Wake for Unpark {
     }
 }
 
+thread_local! {
+    /// Wakes this thread.
+    static WAKER: Waker = Waker::from(Arc::new(Unpark(thread::current())));
+}
+
 /// Whether this thread is outside any tokio runtime, so that no scheduler can take a wake-up
 /// meant for [`block_on`]. (Also false on a runtime's `spawn_blocking` threads, which would be
 /// safe: the answer errs on the careful side.)
@@ -56,7 +61,8 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
 /// future is dropped unfinished at the deadline.
 pub(crate) fn block_on_until<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
     let mut future = pin!(unconstrained(future));
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    // One waker per thread, made once: a blocking `send` waits here for every message.
+    let waker = WAKER.with(Waker::clone);
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {

@@ -125,8 +125,9 @@ impl Peer {
 
     /// Sending on a thread inside a tokio runtime: the async sending calls may yield to that
     /// runtime's scheduler (see `wait`), which cannot run while this thread blocks, so this
-    /// waits for window space itself. It costs a reference count per attempt, as `try_send`
-    /// takes the payload even when it refuses it.
+    /// waits for window space itself. Each attempt clones the payload's handle, as `try_send`
+    /// takes the payload even when it refuses it (the first clone of a `Bytes` made from a
+    /// `Vec` allocates its shared header).
     fn send_one_polling(&self, payload: Bytes) -> Result<Receipt> {
         loop {
             // Registered before the attempt, so an acknowledgement in between is not missed.

@@ -158,6 +158,12 @@
 //! while the session lives. [`NodeBuilder::insecure_plaintext`] turns all of this off, for
 //! trusted networks and benchmarks.
 //!
+//! # Without async
+//!
+//! [`blocking`] has the same API for programs without an async runtime: `blocking::Node`,
+//! `Peer` and `Events`, whose calls block the calling thread while the node runs on a thread of
+//! its own.
+//!
 //! # Layout
 //!
 //! [`proto`] is the sans-IO protocol core (no tokio, no sockets, no clock): frames, handshake and
@@ -165,6 +171,7 @@
 //! provides [`Node`] and [`Peer`].
 #![warn(missing_docs)]
 
+pub mod blocking;
 pub mod codec;
 mod error;
 mod node;

@@ -139,7 +139,7 @@ impl NodeConfig {
 /// Builds a [`Node`]. Start from [`Node::builder`].
 #[derive(Debug)]
 pub struct NodeBuilder {
-    name: String,
+    pub(crate) name: String,
     listen: Vec<String>,
     config: NodeConfig,
     identity: Option<Identity>,

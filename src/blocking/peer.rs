@@ -1,0 +1,233 @@
+//! The blocking `Peer` and its `Receipt`.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::wait::{self, block_on, block_on_until, deadline_in};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::{ConnectionState, OwnedReceipt, PeerStats};
+
+/// A blocking handle to a remote peer, named by its node name: the twin of [`crate::Peer`],
+/// with the same queues, limits and guarantees; the calls that wait block the calling thread
+/// instead of returning a future.
+///
+/// Cloning gives another handle to the same peer, usable from any thread. A `Peer` does not
+/// keep its node running: once the node has shut down, sending fails with
+/// [`Error::NodeClosed`] (what was queued can still be read).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    inner: crate::Peer,
+}
+
+impl From<crate::Peer> for Peer {
+    fn from(inner: crate::Peer) -> Self {
+        Peer { inner }
+    }
+}
+
+impl Peer {
+    /// The peer's node name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Current connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.inner.state()
+    }
+
+    /// Queue depths and state.
+    pub fn stats(&self) -> PeerStats {
+        self.inner.stats()
+    }
+
+    /// The async handle to the same peer (its reading calls do not wait, so they suit either
+    /// world; `send` there must be awaited).
+    pub fn as_async(&self) -> &crate::Peer {
+        &self.inner
+    }
+
+    // ---- sending ------------------------------------------------------------------------------
+
+    /// Serialises `message` (MessagePack) and queues it, blocking while the outbound window is
+    /// full. Returns once the message is queued; the [`Receipt`] tells when it is acknowledged.
+    /// See [`crate::Peer::send`].
+    pub fn send<T: Serialize + ?Sized>(&self, message: &T) -> Result<Receipt> {
+        self.send_bytes(codec::encode(message)?)
+    }
+
+    /// Like [`Peer::send`], but fails with [`Error::Full`] instead of blocking.
+    pub fn try_send<T: Serialize + ?Sized>(&self, message: &T) -> Result<Receipt> {
+        self.inner.try_send(message).map(Receipt::from_async)
+    }
+
+    /// Queues raw bytes (no serialisation), blocking while the outbound window is full.
+    pub fn send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
+        let payload = payload.into();
+        if wait::outside_runtime() {
+            block_on(self.inner.send_bytes(payload)).map(Receipt::from_async)
+        } else {
+            self.send_one_polling(payload)
+        }
+    }
+
+    /// Like [`Peer::send_bytes`], but fails with [`Error::Full`] instead of blocking.
+    pub fn try_send_bytes(&self, payload: impl Into<Bytes>) -> Result<Receipt> {
+        self.inner.try_send_bytes(payload).map(Receipt::from_async)
+    }
+
+    /// Serialises and queues several messages in order, blocking while the window is full; see
+    /// [`Peer::send_bytes_many`].
+    pub fn send_many<'a, T, I>(&self, messages: I) -> Result<Option<Receipt>>
+    where
+        T: Serialize + ?Sized + 'a,
+        I: IntoIterator<Item = &'a T>,
+    {
+        let payloads = messages
+            .into_iter()
+            .map(codec::encode)
+            .collect::<Result<Vec<_>>>()?;
+        self.send_bytes_many(payloads)
+    }
+
+    /// Queues several raw messages in order, blocking while the window is full, and returns
+    /// the receipt of the last (delivery is cumulative: it covers all of them), or `None` for
+    /// no messages. Sizes are checked first, as [`crate::Peer::send_bytes_many`] does: one
+    /// message over the limit fails the call and queues nothing.
+    pub fn send_bytes_many<I>(&self, payloads: I) -> Result<Option<Receipt>>
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        if wait::outside_runtime() {
+            let sent = block_on(self.inner.send_bytes_many(payloads))?;
+            return Ok(sent.map(Receipt::from_async));
+        }
+        let payloads: Vec<Bytes> = payloads.into_iter().map(Into::into).collect();
+        {
+            let core = self.inner.inner.lock();
+            if let Some(too_large) = payloads.iter().find(|p| !core.session.fits(p.len())) {
+                let (len, max) = (too_large.len(), core.session.max_message());
+                return Err(Error::MessageTooLarge { len, max });
+            }
+        }
+        let mut last = None;
+        for payload in payloads {
+            last = Some(self.send_one_polling(payload)?);
+        }
+        Ok(last)
+    }
+
+    /// Sending on a thread inside a tokio runtime: the async sending calls may yield to that
+    /// runtime's scheduler (see `wait`), which cannot run while this thread blocks, so this
+    /// waits for window space itself. Each attempt clones the payload's handle, as `try_send`
+    /// takes the payload even when it refuses it (the first clone of a `Bytes` made from a
+    /// `Vec` allocates its shared header).
+    fn send_one_polling(&self, payload: Bytes) -> Result<Receipt> {
+        loop {
+            // Registered before the attempt, so an acknowledgement in between is not missed.
+            let mut space = pin!(self.inner.inner.space.notified());
+            space.as_mut().enable();
+            match self.inner.try_send_bytes(payload.clone()) {
+                Ok(receipt) => return Ok(Receipt::from_async(receipt)),
+                Err(Error::Full) => block_on(space),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    // ---- receiving ----------------------------------------------------------------------------
+
+    // BLOCKING RECV WRAPPERS GO HERE (issue #11): once the async per-peer receive
+    // (`crate::Peer::recv::<T>()`, `recv_bytes()`) is merged, add `recv`, `recv_bytes` and
+    // `recv_timeout` / `recv_bytes_timeout` as `block_on(self.inner.recv::<T>())` and
+    // `block_on_until(self.inner.recv::<T>(), deadline_in(timeout))`, mapping a timeout to
+    // `Error::Timeout`. (Check that those futures never call `tokio::task::yield_now`; see
+    // `wait`.)
+
+    // ---- reading ------------------------------------------------------------------------------
+
+    /// Removes and decodes up to `n` messages, oldest first; the rest stay queued. All or
+    /// nothing; see [`crate::Peer::read`].
+    pub fn read<T: DeserializeOwned>(&self, n: usize) -> Result<Vec<T>> {
+        self.inner.read(n)
+    }
+
+    /// Removes and decodes every queued message.
+    pub fn read_all<T: DeserializeOwned>(&self) -> Result<Vec<T>> {
+        self.inner.read_all()
+    }
+
+    /// Removes up to `n` raw messages, oldest first.
+    pub fn read_bytes(&self, n: usize) -> Vec<Bytes> {
+        self.inner.read_bytes(n)
+    }
+
+    /// Removes every queued raw message.
+    pub fn read_all_bytes(&self) -> Vec<Bytes> {
+        self.inner.read_all_bytes()
+    }
+
+    /// Messages waiting to be read.
+    pub fn pending(&self) -> usize {
+        self.inner.pending()
+    }
+}
+
+/// Proof that a message was queued, and a way to wait until it is delivered: the blocking twin
+/// of [`crate::Receipt`]. It holds its own handle of the peer, so it can be kept and moved to
+/// another thread. Dropping it changes nothing: the message is sent all the same.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    inner: OwnedReceipt,
+}
+
+impl Receipt {
+    fn from_async(receipt: crate::Receipt<'_>) -> Self {
+        Receipt {
+            inner: receipt.into_owned(),
+        }
+    }
+
+    /// The message's sequence number in its session (1, 2, 3, ... per peer and direction).
+    pub fn seq(&self) -> u64 {
+        self.inner.seq()
+    }
+
+    /// The peer it was sent to.
+    pub fn peer(&self) -> Peer {
+        self.inner.peer().clone().into()
+    }
+
+    /// Whether the peer has acknowledged the message.
+    pub fn is_delivered(&self) -> bool {
+        self.inner.is_delivered()
+    }
+
+    /// Blocks until the peer acknowledges the message (it is in the peer node's inbox).
+    ///
+    /// Fails with [`Error::SessionLost`] if the session ended first (the message was handed back
+    /// in [`Event::SessionLost`](super::Event::SessionLost)) and with [`Error::NodeClosed`] if
+    /// the node shut down first.
+    pub fn delivered(&self) -> Result<()> {
+        block_on(self.inner.delivered())
+    }
+
+    /// Like [`Receipt::delivered`], but fails with [`Error::Timeout`] if the message is not
+    /// acknowledged within `timeout` (it may still be later: the receipt stays valid).
+    pub fn delivered_timeout(&self, timeout: Duration) -> Result<()> {
+        block_on_until(self.inner.delivered(), deadline_in(timeout)).unwrap_or(Err(Error::Timeout(
+            "waiting for the message's acknowledgement",
+        )))
+    }
+
+    /// The async receipt of the same message.
+    pub fn into_async(self) -> OwnedReceipt {
+        self.inner
+    }
+}

@@ -150,7 +150,7 @@ fn every_message_arrives_once_and_in_order_both_ways() {
             let batch: Vec<Msg> = (0..20)
                 .map(|_| checker.lock().unwrap().next_message("blk-b", "blk-a", 16))
                 .collect();
-            last = b_to_a.send_many(&batch).unwrap();
+            last = Some(b_to_a.send_many(&batch).unwrap());
         }
         let last = last.unwrap();
         last.delivered().unwrap();
@@ -198,6 +198,46 @@ fn delivered_waits_for_the_acknowledgement_and_times_out_without_one() {
 }
 
 #[test]
+fn recv_waits_for_the_peers_next_message_and_times_out_without_one() {
+    within("blocking recv", || {
+        let server = listening("blk-recv-server");
+        let client = Node::builder("blk-recv-client").start_blocking().unwrap();
+        let to_server = client.connect(server.local_addrs()[0]).unwrap();
+        let mut events = server.events();
+        let from_client = wait_connected(&mut events);
+
+        // Nothing sent yet: the deadline passes and nothing is taken.
+        let err = from_client
+            .recv_timeout::<String>(Duration::from_millis(20))
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+
+        // A sender on another thread; recv blocks until each message is there, in order.
+        let sender = thread::spawn(move || {
+            for i in 0..100u32 {
+                to_server.send(&i).unwrap();
+            }
+            to_server
+                .send_bytes(&b"raw"[..])
+                .unwrap()
+                .delivered()
+                .unwrap();
+            client
+        });
+        for i in 0..100u32 {
+            assert_eq!(from_client.recv::<u32>().unwrap(), i);
+        }
+        assert_eq!(&from_client.recv_bytes_timeout(WAIT).unwrap()[..], b"raw");
+        let client = sender.join().unwrap();
+
+        // Once the node is shut down and the inbox is empty, recv says so instead of blocking.
+        server.shutdown();
+        assert!(matches!(from_client.recv_bytes(), Err(Error::NodeClosed)));
+        drop(client);
+    });
+}
+
+#[test]
 fn events_iterate_until_the_node_shuts_down() {
     within("the events iterator", || {
         let server = listening("blk-events-server");
@@ -205,7 +245,7 @@ fn events_iterate_until_the_node_shuts_down() {
         let events = server.events();
         let collector = thread::spawn(move || events.collect::<Vec<Event>>());
         let peer = client.connect(server.local_addrs()[0]).unwrap();
-        let last = peer.send_many(["a", "b", "c"].iter()).unwrap().unwrap();
+        let last = peer.send_many(["a", "b", "c"].iter()).unwrap();
         last.delivered().unwrap(); // in the server's inbox, and its `Message` queued
 
         server.shutdown();
@@ -316,7 +356,7 @@ fn blocking_calls_in_async_code() {
         peer.send(&i).unwrap().delivered().unwrap();
     }
     let many: Vec<u32> = (300..1000).collect();
-    let last = peer.send_many(&many).unwrap().unwrap();
+    let last = peer.send_many(&many).unwrap();
     last.delivered().unwrap();
     for i in 1000..1200u32 {
         peer.send_bytes(i.to_be_bytes().to_vec()).unwrap();
@@ -330,7 +370,7 @@ fn blocking_calls_in_async_code() {
         (0..1000).collect::<Vec<_>>()
     );
     assert_eq!(from_client.read_bytes(200).len(), 200);
-    assert_eq!(from_client.read_all::<String>().unwrap(), ["end"]);
+    assert_eq!(from_client.recv::<String>().unwrap(), "end");
     drop((server, client)); // joins both nodes' threads from inside the runtime
 }
 

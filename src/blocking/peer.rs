@@ -83,44 +83,40 @@ impl Peer {
 
     /// Serialises and queues several messages in order, blocking while the window is full; see
     /// [`Peer::send_bytes_many`].
-    pub fn send_many<'a, T, I>(&self, messages: I) -> Result<Option<Receipt>>
+    pub fn send_many<'a, T, I>(&self, messages: I) -> Result<Receipt>
     where
         T: Serialize + ?Sized + 'a,
         I: IntoIterator<Item = &'a T>,
     {
-        let payloads = messages
-            .into_iter()
-            .map(codec::encode)
-            .collect::<Result<Vec<_>>>()?;
-        self.send_bytes_many(payloads)
+        if wait::outside_runtime() {
+            return block_on(self.inner.send_many(messages)).map(Receipt::from_async);
+        }
+        self.send_each_polling(messages.into_iter().map(codec::encode))
     }
 
     /// Queues several raw messages in order, blocking while the window is full, and returns
-    /// the receipt of the last (delivery is cumulative: it covers all of them), or `None` for
-    /// no messages. Sizes are checked first, as [`crate::Peer::send_bytes_many`] does: one
-    /// message over the limit fails the call and queues nothing.
-    pub fn send_bytes_many<I>(&self, payloads: I) -> Result<Option<Receipt>>
+    /// the receipt of the last (delivery is cumulative: it covers all of them). As with
+    /// [`crate::Peer::send_bytes_many`], an empty batch is [`Error::EmptyBatch`], and a message
+    /// over the size limit fails the call with the messages before it queued.
+    pub fn send_bytes_many<I>(&self, payloads: I) -> Result<Receipt>
     where
         I: IntoIterator,
         I::Item: Into<Bytes>,
     {
         if wait::outside_runtime() {
-            let sent = block_on(self.inner.send_bytes_many(payloads))?;
-            return Ok(sent.map(Receipt::from_async));
+            return block_on(self.inner.send_bytes_many(payloads)).map(Receipt::from_async);
         }
-        let payloads: Vec<Bytes> = payloads.into_iter().map(Into::into).collect();
-        {
-            let core = self.inner.inner.lock();
-            if let Some(too_large) = payloads.iter().find(|p| !core.session.fits(p.len())) {
-                let (len, max) = (too_large.len(), core.session.max_message());
-                return Err(Error::MessageTooLarge { len, max });
-            }
-        }
+        self.send_each_polling(payloads.into_iter().map(|p| Ok(p.into())))
+    }
+
+    /// A batch sent on a thread inside a tokio runtime, one message at a time (see
+    /// [`Peer::send_one_polling`]), with the batch rules of the async calls.
+    fn send_each_polling(&self, payloads: impl Iterator<Item = Result<Bytes>>) -> Result<Receipt> {
         let mut last = None;
         for payload in payloads {
-            last = Some(self.send_one_polling(payload)?);
+            last = Some(self.send_one_polling(payload?)?);
         }
-        Ok(last)
+        last.ok_or(Error::EmptyBatch)
     }
 
     /// Sending on a thread inside a tokio runtime: the async sending calls may yield to that
@@ -143,12 +139,30 @@ impl Peer {
 
     // ---- receiving ----------------------------------------------------------------------------
 
-    // BLOCKING RECV WRAPPERS GO HERE (issue #11): once the async per-peer receive
-    // (`crate::Peer::recv::<T>()`, `recv_bytes()`) is merged, add `recv`, `recv_bytes` and
-    // `recv_timeout` / `recv_bytes_timeout` as `block_on(self.inner.recv::<T>())` and
-    // `block_on_until(self.inner.recv::<T>(), deadline_in(timeout))`, mapping a timeout to
-    // `Error::Timeout`. (Check that those futures never call `tokio::task::yield_now`; see
-    // `wait`.)
+    /// Waits for the next message from this peer, takes it and decodes it: the blocking
+    /// [`crate::Peer::recv`], with the same rules (one message per call, a session's loss
+    /// reported after its messages, [`Error::NodeClosed`] once the node is shut down and the
+    /// inbox is empty).
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        block_on(self.inner.recv::<T>())
+    }
+
+    /// [`Peer::recv`], giving up with [`Error::Timeout`] after `timeout`; nothing is taken then.
+    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        block_on_until(self.inner.recv::<T>(), deadline_in(timeout))
+            .unwrap_or(Err(Error::Timeout("no message before the deadline")))
+    }
+
+    /// Waits for the next message from this peer and takes it, raw.
+    pub fn recv_bytes(&self) -> Result<Bytes> {
+        block_on(self.inner.recv_bytes())
+    }
+
+    /// [`Peer::recv_bytes`], giving up with [`Error::Timeout`] after `timeout`.
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Bytes> {
+        block_on_until(self.inner.recv_bytes(), deadline_in(timeout))
+            .unwrap_or(Err(Error::Timeout("no message before the deadline")))
+    }
 
     // ---- reading ------------------------------------------------------------------------------
 

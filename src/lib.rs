@@ -126,8 +126,9 @@ mod security;
 
 pub use error::{CodecError, Error, Fault, Result};
 pub use node::{
-    ConnectionState, Event, Events, Node, NodeBuilder, NodeConfig, OwnedReceipt, Peer, PeerStats,
-    Receipt,
+    ConnectionState, Event, Events, HandshakeRefusals, Node, NodeBuilder, NodeConfig, NodeStats,
+    OwnedReceipt, Peer, PeerStats, Receipt,
 };
+pub use proto::SessionCounters;
 pub use proto::session::LostReason;
 pub use security::{Identity, KnownPeers, PublicKey, TrustPolicy};

@@ -179,8 +179,9 @@ const GAUGES: &[GaugeDef] = &[
 /// The counter of handshake refusals, labelled `reason` (see `HandshakeRefusals::iter`).
 const REFUSED: &str = "networkio_handshakes_refused_total";
 
-/// Every metric name the node records, for documentation and tests.
-pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+/// Every metric name the node records (the documentation must list each).
+#[cfg(test)]
+fn names() -> impl Iterator<Item = &'static str> {
     COUNTERS
         .iter()
         .map(|c| c.0)
@@ -211,3 +212,17 @@ pub(crate) fn record(node: &str, stats: &NodeStats) {
 
 /// Default of [`NodeConfig::metrics_interval`](super::NodeConfig::metrics_interval).
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_readme_and_the_crate_docs_list_every_metric() {
+        let readme = include_str!("../../README.md");
+        let crate_docs = include_str!("../lib.rs");
+        for name in super::names() {
+            let quoted = format!("`{name}`");
+            assert!(readme.contains(&quoted), "README.md does not list {name}");
+            assert!(crate_docs.contains(&quoted), "the crate docs do not list {name}");
+        }
+    }
+}

@@ -24,7 +24,9 @@ async fn a_transfer_shows_in_peer_and_node_stats_on_both_sides() {
         send_stream(to_server.clone(), "client".into(), N, 16, checker.clone()),
     )
     .await;
-    within("all read", read.wait_for(|n| *n == N)).await.unwrap();
+    within("all read", read.wait_for(|n| *n == N))
+        .await
+        .unwrap();
     checker.lock().unwrap().assert_exactly_once_in_order();
 
     let sent = to_server.stats();
@@ -42,7 +44,10 @@ async fn a_transfer_shows_in_peer_and_node_stats_on_both_sides() {
 
     let at_server = server.peer("client").unwrap();
     let received = at_server.stats();
-    assert_eq!(received.session_id, sent.session_id, "both sides name one session");
+    assert_eq!(
+        received.session_id, sent.session_id,
+        "both sides name one session"
+    );
     assert_eq!(received.counters.messages_received, N);
     assert_eq!(received.counters.bytes_received, sent.counters.bytes_sent);
     assert_eq!(received.counters.duplicates_dropped, 0);
@@ -71,7 +76,11 @@ async fn without_metrics_the_node_keeps_no_totals_but_peers_count_all_the_same()
         .start()
         .await
         .unwrap();
-    let client = Node::builder("client").metrics(false).start().await.unwrap();
+    let client = Node::builder("client")
+        .metrics(false)
+        .start()
+        .await
+        .unwrap();
     let peer = client.connect(server.local_addrs()[0]).await.unwrap();
     let receipt = peer.send(&"one").await.unwrap().into_owned();
     within("delivery", receipt.delivered()).await.unwrap();

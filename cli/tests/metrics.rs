@@ -46,7 +46,10 @@ async fn listen_serves_the_counters_of_a_transfer_to_a_prometheus_scrape() {
 
     // Nothing yet: the node is known under its name, with no traffic.
     let before = scrape(&metrics_url).await;
-    assert_eq!(value(&before, "networkio_messages_received_total"), Some(0.0));
+    assert_eq!(
+        value(&before, "networkio_messages_received_total"),
+        Some(0.0)
+    );
 
     let input: String = (0..N).map(|i| format!("msg-{i:06}\n")).collect();
     let (status, err) = send(

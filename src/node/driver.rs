@@ -452,10 +452,7 @@ impl Conn {
                     established = true;
                     tracing::Span::current().record(
                         "session",
-                        tracing::field::display(format_args!(
-                            "{:016x}",
-                            core.session.session_id()
-                        )),
+                        tracing::field::display(format_args!("{:016x}", core.session.session_id())),
                     );
                     // Established: no longer a pending handshake that may be evicted.
                     slot.take();

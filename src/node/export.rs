@@ -222,7 +222,10 @@ mod tests {
         for name in super::names() {
             let quoted = format!("`{name}`");
             assert!(readme.contains(&quoted), "README.md does not list {name}");
-            assert!(crate_docs.contains(&quoted), "the crate docs do not list {name}");
+            assert!(
+                crate_docs.contains(&quoted),
+                "the crate docs do not list {name}"
+            );
         }
     }
 }

@@ -62,12 +62,9 @@ impl Refused {
             End::Link(LinkError::HandshakeTimeout(_)) => Refused::Timeout,
             End::Link(LinkError::Violation(_)) => Refused::Protocol,
             End::Link(LinkError::ClosedByPeer { .. }) => Refused::ByPeer,
-            End::Link(_)
-            | End::Io(_)
-            | End::Eof
-            | End::Replaced
-            | End::Shutdown
-            | End::Aborted => return None,
+            End::Link(_) | End::Io(_) | End::Eof | End::Replaced | End::Shutdown | End::Aborted => {
+                return None;
+            }
         })
     }
 
@@ -261,9 +258,7 @@ impl NodeCounters {
 
     pub(crate) fn session_totals(&self) -> SessionCounters {
         from_array(std::array::from_fn(|i| {
-            self.session
-                .get(i)
-                .map_or(0, |c| c.load(Ordering::Relaxed))
+            self.session.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
         }))
     }
 

@@ -230,10 +230,8 @@ impl Outbound {
             self.acked_bytes = self.acked_bytes.saturating_add(payload.len() as u64);
             self.first_seq = self.first_seq.saturating_add(1);
             released = usize::saturating_add(released, 1);
-            self.counters.acked_bytes = self
-                .counters
-                .acked_bytes
-                .wrapping_add(payload.len() as u64);
+            self.counters.acked_bytes =
+                self.counters.acked_bytes.wrapping_add(payload.len() as u64);
         }
         self.counters.acked = self.counters.acked.wrapping_add(released as u64);
         if self.cursor < self.first_seq {

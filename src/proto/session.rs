@@ -638,7 +638,10 @@ impl Session {
         let acked = self.outbound.acked();
         let unacked = self.outbound.reset();
         self.rtt.forget_probe();
-        let bytes: u64 = unacked.iter().map(|p| p.len() as u64).fold(0, u64::wrapping_add);
+        let bytes: u64 = unacked
+            .iter()
+            .map(|p| p.len() as u64)
+            .fold(0, u64::wrapping_add);
         self.handed_back = (
             self.handed_back.0.wrapping_add(unacked.len() as u64),
             self.handed_back.1.wrapping_add(bytes),

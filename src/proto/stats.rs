@@ -126,7 +126,11 @@ mod tests {
         rtt.on_transmit(1, t0);
         rtt.on_transmit(2, t0 + ms(5)); // 1 is being timed
         rtt.on_ack(0, t0 + ms(6));
-        assert_eq!(rtt.estimate(), None, "an ack below the timed message is no sample");
+        assert_eq!(
+            rtt.estimate(),
+            None,
+            "an ack below the timed message is no sample"
+        );
         rtt.on_ack(2, t0 + ms(8));
         assert_eq!(rtt.estimate(), Some(ms(8)), "first sample taken as is");
         rtt.on_transmit(3, t0 + ms(10));
@@ -135,6 +139,10 @@ mod tests {
         rtt.on_transmit(4, t0 + ms(30));
         rtt.forget_probe();
         rtt.on_ack(4, t0 + ms(500));
-        assert_eq!(rtt.estimate(), Some(ms(9)), "a forgotten probe gives no sample");
+        assert_eq!(
+            rtt.estimate(),
+            Some(ms(9)),
+            "a forgotten probe gives no sample"
+        );
     }
 }

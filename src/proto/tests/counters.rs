@@ -32,8 +32,14 @@ fn a_resumed_transfer_counts_retransmissions_and_duplicates_once() {
     let sent = pair.session(a).counters();
     assert_eq!(sent.messages_sent, 5);
     assert_eq!(sent.messages_acked, 5);
-    assert_eq!(sent.retransmitted, 2, "3 and 4 were lost with the connection");
-    assert_eq!(sent.messages_transmitted, 7, "1-4, then 3 and 4 again, then 5");
+    assert_eq!(
+        sent.retransmitted, 2,
+        "3 and 4 were lost with the connection"
+    );
+    assert_eq!(
+        sent.messages_transmitted, 7,
+        "1-4, then 3 and 4 again, then 5"
+    );
     assert_eq!(sent.bytes_acked, sent.bytes_sent);
     let received = pair.session(b).counters();
     assert_eq!(received.messages_received, 5);
@@ -43,7 +49,10 @@ fn a_resumed_transfer_counts_retransmissions_and_duplicates_once() {
     assert_eq!(pair.inject_duplicate(b), Some(Ok(false)));
     let received = pair.session(b).counters();
     assert_eq!(received.duplicates_dropped, 1);
-    assert_eq!(received.messages_received, 5, "a duplicate is not a new message");
+    assert_eq!(
+        received.messages_received, 5,
+        "a duplicate is not a new message"
+    );
     pair.assert_delivery(Mode::Strict);
 }
 

@@ -212,21 +212,21 @@ fn from_array(a: [u64; SESSION_FIELDS]) -> SessionCounters {
         bytes_handed_back,
         sessions_lost,
     ] = a;
-    let mut c = SessionCounters::default();
-    c.messages_sent = messages_sent;
-    c.bytes_sent = bytes_sent;
-    c.messages_transmitted = messages_transmitted;
-    c.bytes_transmitted = bytes_transmitted;
-    c.retransmitted = retransmitted;
-    c.messages_acked = messages_acked;
-    c.bytes_acked = bytes_acked;
-    c.messages_received = messages_received;
-    c.bytes_received = bytes_received;
-    c.duplicates_dropped = duplicates_dropped;
-    c.messages_handed_back = messages_handed_back;
-    c.bytes_handed_back = bytes_handed_back;
-    c.sessions_lost = sessions_lost;
-    c
+    SessionCounters {
+        messages_sent,
+        bytes_sent,
+        messages_transmitted,
+        bytes_transmitted,
+        retransmitted,
+        messages_acked,
+        bytes_acked,
+        messages_received,
+        bytes_received,
+        duplicates_dropped,
+        messages_handed_back,
+        bytes_handed_back,
+        sessions_lost,
+    }
 }
 
 impl NodeCounters {

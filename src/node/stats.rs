@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::driver::End;
-use crate::proto::{LinkError, SessionCounters};
+use crate::proto::{CloseCode, LinkError, SessionCounters};
 
 /// Why a connection ended before its session was established, as counted in
 /// [`HandshakeRefusals`]. The label is the `reason` of the `networkio_handshakes_refused_total`
@@ -23,7 +23,8 @@ pub(crate) enum Refused {
     SessionLimit,
     /// The node holds as many connections as it may (refused at accept).
     ConnectionLimit,
-    /// Both sides dialed each other; the other connection was kept.
+    /// Both sides dialed each other; the other connection was kept (by our decision or, by the
+    /// same rule, the peer's).
     Crossed,
     /// A newer connection needed this one's handshake slot.
     Evicted,
@@ -61,6 +62,16 @@ impl Refused {
             End::Tls(_) => Refused::Tls,
             End::Link(LinkError::HandshakeTimeout(_)) => Refused::Timeout,
             End::Link(LinkError::Violation(_)) => Refused::Protocol,
+            // The peer kept its own connection of a crossed pair: the same rule, seen from here.
+            End::Link(LinkError::ClosedByPeer {
+                code: CloseCode::Replaced,
+                ..
+            }) => Refused::Crossed,
+            // Going away is no refusal.
+            End::Link(LinkError::ClosedByPeer {
+                code: CloseCode::Shutdown,
+                ..
+            }) => return None,
             End::Link(LinkError::ClosedByPeer { .. }) => Refused::ByPeer,
             End::Link(_) | End::Io(_) | End::Eof | End::Replaced | End::Shutdown | End::Aborted => {
                 return None;
@@ -86,7 +97,7 @@ pub struct HandshakeRefusals {
     pub session_limit: u64,
     /// The connection cap was reached (`connection_limit`).
     pub connection_limit: u64,
-    /// Crossed connections: the other one was kept (`crossed`).
+    /// Crossed connections: the other one was kept, by either side (`crossed`).
     pub crossed: u64,
     /// Evicted from a full handshake queue by newer connections (`evicted`).
     pub evicted: u64,
@@ -96,7 +107,9 @@ pub struct HandshakeRefusals {
     pub protocol: u64,
     /// The TLS handshake failed (`tls`).
     pub tls: u64,
-    /// The peer closed the connection with a reason during the handshake (`by_peer`).
+    /// The peer closed the connection with a reason during the handshake (`by_peer`): it
+    /// refused us (unauthorized, busy, a protocol error). Crossed connections and a peer
+    /// shutting down are not counted here.
     pub by_peer: u64,
 }
 

@@ -163,6 +163,43 @@
 //! [`blocking`] has the same API for programs without an async runtime: `blocking::Node`,
 //! `Peer` and `Events`, whose calls block the calling thread while the node runs on a thread of
 //! its own.
+//! # Observability
+//!
+//! [`Peer::stats`] and [`Node::stats`] are typed snapshots: state, queues, the RTT estimate,
+//! and [`SessionCounters`] (sent, transmitted, retransmitted, acknowledged, received, duplicates
+//! dropped, handed back, sessions lost) counted by the protocol core; the node adds connections,
+//! reconnects and [`HandshakeRefusals`] by reason. The node records them with the
+//! [`metrics`](https://docs.rs/metrics) facade every [`NodeConfig::metrics_interval`], at
+//! shutdown and on [`Node::publish_metrics`], under the label `node` only (no per-peer labels:
+//! their number would grow with the peers). Nothing is recorded per message.
+//!
+//! Counters: `networkio_messages_sent_total`, `networkio_sent_bytes_total`,
+//! `networkio_messages_transmitted_total`, `networkio_transmitted_bytes_total`,
+//! `networkio_messages_retransmitted_total`, `networkio_messages_acked_total`,
+//! `networkio_acked_bytes_total`, `networkio_messages_received_total`,
+//! `networkio_received_bytes_total`, `networkio_duplicates_dropped_total`,
+//! `networkio_messages_handed_back_total`, `networkio_sessions_lost_total`,
+//! `networkio_connections_established_total`, `networkio_reconnects_total`,
+//! `networkio_read_bytes_total`, `networkio_written_bytes_total`,
+//! `networkio_handshakes_refused_total` (label `reason`, see [`HandshakeRefusals::iter`]).
+//! Gauges: `networkio_peers`, `networkio_peers_connected`, `networkio_connections`,
+//! `networkio_pending_handshakes`, `networkio_inbox_messages`, `networkio_inbox_bytes`,
+//! `networkio_unacked_messages`, `networkio_unacked_bytes`, `networkio_in_flight_messages`.
+//!
+//! Logs go through [`tracing`](https://docs.rs/tracing): each connection runs in a `connection`
+//! span with `node`, `origin`, `remote`, `peer` and `session` (the session id, once established).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), networkio::Error> {
+//! let node = networkio::Node::builder("server-001").listen("127.0.0.1:0").start().await?;
+//! let stats = node.stats();
+//! assert_eq!(stats.counters.messages_received, 0);
+//! assert_eq!(stats.refused.total(), 0);
+//! node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Layout
 //!
@@ -180,8 +217,9 @@ mod security;
 
 pub use error::{CodecError, Error, Fault, Result};
 pub use node::{
-    ByteMessages, ConnectionState, Event, Events, Messages, Node, NodeBuilder, NodeConfig,
-    OwnedReceipt, Peer, PeerStats, Receipt,
+    ByteMessages, ConnectionState, Event, Events, HandshakeRefusals, Messages, Node, NodeBuilder,
+    NodeConfig, NodeStats, OwnedReceipt, Peer, PeerStats, Receipt,
 };
+pub use proto::SessionCounters;
 pub use proto::session::LostReason;
 pub use security::{Identity, KnownPeers, PublicKey, TrustPolicy};

@@ -18,7 +18,8 @@ use crate::security::{OPEN_WARNING, PLAINTEXT_WARNING, SecurityArgs};
 Run a node named ID that listens on ADDR and prints every message it receives.
 
 Once bound, prints `listening on ADDR as ID` on stderr, where ADDR is the actual address \
-(with the port the OS picked for port 0), then `public key: ed25519:...` (the key peers put \
+(with the port the OS picked for port 0), with --metrics then `metrics on http://ADDR/metrics`, \
+then `public key: ed25519:...` (the key peers put \
 in their --trust file; not with --insecure-plaintext). Without --trust or --known-peers it \
 also prints a warning: any key may connect.
 
@@ -47,6 +48,12 @@ pub(crate) struct Args {
     /// Also send every message back to its sender, in order.
     #[arg(long)]
     echo: bool,
+
+    /// Serve the node's statistics as Prometheus text on http://ADDR/metrics (e.g.
+    /// `127.0.0.1:9100`; port 0 picks a free port). Prints `metrics on http://ADDR/metrics` on
+    /// stderr once bound. The metric names are listed in the README ("Observability").
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
 
     #[command(flatten)]
     security: SecurityArgs,
@@ -79,6 +86,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .first()
         .context("the node has no listening address")?;
     eprintln!("listening on {addr} as {}", node.name());
+    if let Some(metrics_addr) = &args.metrics {
+        let bound = crate::metrics::serve(metrics_addr, node.clone()).await?;
+        eprintln!("metrics on http://{bound}/metrics");
+    }
     if let Some(key) = node.public_key() {
         eprintln!("public key: {key}");
     }

@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod keygen;
 mod listen;
+mod metrics;
 mod output;
 mod security;
 mod send;

@@ -11,6 +11,7 @@ use super::NodeShared;
 use super::driver::Origin;
 use super::events::Kind;
 use super::peer::{ConnectionState, Ended, PeerCore, PeerInner};
+use super::stats::NodeCounters;
 use crate::proto::session::LinkId;
 use crate::proto::{PeerHello, SessionEvent};
 use crate::security::PublicKey;
@@ -84,6 +85,16 @@ pub(crate) fn apply_events(
                 core.state = ConnectionState::Connected;
                 core.resumed = resumed;
                 core.established_count += 1;
+                if shared.config.metrics {
+                    let counters = &shared.counters;
+                    NodeCounters::add(&counters.connections_established, 1);
+                    NodeCounters::add(&counters.reconnects, u64::from(core.established_count > 1));
+                }
+                tracing::debug!(
+                    session = format_args!("{:016x}", core.session.session_id()),
+                    resumed,
+                    "session established"
+                );
                 shared.events.push(peer, Kind::Connected);
             }
             SessionEvent::Received => {
@@ -118,6 +129,11 @@ pub(crate) fn apply_events(
                 peer.space.notify_waiters();
             }
         }
+    }
+    if shared.config.metrics {
+        // Once per session call (a batch of frames), never per message.
+        let now = core.session.counters();
+        shared.counters.publish(&mut core.published, now);
     }
     established
 }

@@ -15,11 +15,13 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
+use tracing::Instrument;
 
 use super::NodeShared;
 use super::attach::{Refusal, apply_events, attach};
 use super::events::Kind;
-use super::peer::{ConnectionState, Peer, PeerInner};
+use super::peer::{ConnectionState, Peer, PeerCore, PeerInner};
+use super::stats::{NodeCounters, Refused};
 use super::transport::{self, Slot, TlsFailure, Transport};
 use crate::error::{Error, Result};
 use crate::proto::session::LinkId;
@@ -160,7 +162,40 @@ pub(crate) struct Outcome {
 /// Runs one connection to its end. `ready` is answered once the handshake completes (or not at
 /// all: the caller answers it with the outcome). `slot` is the accepted connection's place among
 /// the pending handshakes, given up once established (or taken by eviction).
+///
+/// Everything the connection logs is inside a `connection` span: node, origin, remote address,
+/// then the peer once its HELLO names it and the session id once established.
 pub(crate) async fn run(
+    shared: &Arc<NodeShared>,
+    tcp: TcpStream,
+    origin: Origin,
+    ready: &mut Option<oneshot::Sender<Result<Peer>>>,
+    slot: Option<Slot>,
+) -> Outcome {
+    let remote = tcp.peer_addr().ok();
+    let span = tracing::info_span!(
+        "connection",
+        node = %shared.name,
+        ?origin,
+        remote = tracing::field::Empty,
+        peer = tracing::field::Empty,
+        session = tracing::field::Empty,
+    );
+    if let Some(remote) = remote {
+        span.record("remote", tracing::field::display(remote));
+    }
+    let outcome = run_connection(shared, tcp, origin, ready, slot)
+        .instrument(span)
+        .await;
+    if !outcome.established && shared.config.metrics {
+        if let Some(reason) = Refused::of(&outcome.end) {
+            shared.counters.refused(reason);
+        }
+    }
+    outcome
+}
+
+async fn run_connection(
     shared: &Arc<NodeShared>,
     tcp: TcpStream,
     origin: Origin,
@@ -224,6 +259,8 @@ async fn run_over<S: Transport>(
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         read_size: IDLE_READ,
+        unpublished_read: 0,
+        unpublished_written: 0,
     };
     hs.write_hello(&mut conn.wbuf);
     let deadline = tokio::time::Instant::from_std(hs.deadline());
@@ -247,6 +284,7 @@ async fn run_over<S: Transport>(
     if shared.closing.is_cancelled() {
         return conn.finish(stream, None, false, shared.closing_end()).await;
     }
+    tracing::Span::current().record("peer", hello.name.as_str());
     let Some(peer) = shared.peer_entry(&hello.name) else {
         return conn.finish(stream, None, false, End::Busy).await;
     };
@@ -292,6 +330,7 @@ async fn run_over<S: Transport>(
         .await;
     {
         let mut core = peer.lock();
+        conn.publish_wire(shared, &mut core);
         let current = core.session.link_id() == Some(link);
         if current {
             core.session.detach(Instant::now());
@@ -320,9 +359,28 @@ struct Conn {
     wbuf: BytesMut,
     /// Bytes to offer the next read (see `reserve_read`).
     read_size: usize,
+    /// Bytes read and written since the peer's totals were last brought up to date (they are,
+    /// whenever the loop holds the peer's lock anyway).
+    unpublished_read: u64,
+    unpublished_written: u64,
 }
 
 impl Conn {
+    /// Adds the bytes read and written since the last call to the peer's and the node's totals.
+    fn publish_wire(&mut self, shared: &NodeShared, core: &mut PeerCore) {
+        let read = std::mem::take(&mut self.unpublished_read);
+        let written = std::mem::take(&mut self.unpublished_written);
+        if read == 0 && written == 0 {
+            return;
+        }
+        core.bytes_read += read;
+        core.bytes_written += written;
+        if shared.config.metrics {
+            NodeCounters::add(&shared.counters.bytes_read, read);
+            NodeCounters::add(&shared.counters.bytes_written, written);
+        }
+    }
+
     /// Sends our HELLO and reads the peer's.
     async fn exchange_hello<S: Transport>(
         &mut self,
@@ -375,6 +433,7 @@ impl Conn {
                 if core.session.link_id() != Some(link) {
                     return (established, End::Replaced);
                 }
+                self.publish_wire(shared, &mut core);
                 let mut result = core.session.handle_input(now, &mut self.rbuf);
                 if result.is_ok() && core.session.poll_timeout().is_some_and(|t| t <= now) {
                     result = core.session.handle_timeout(now);
@@ -391,6 +450,10 @@ impl Conn {
                 more = self.wbuf.len() >= limit;
                 if apply_events(shared, peer, &mut core) {
                     established = true;
+                    tracing::Span::current().record(
+                        "session",
+                        tracing::field::display(format_args!("{:016x}", core.session.session_id())),
+                    );
                     // Established: no longer a pending handshake that may be evicted.
                     slot.take();
                     if let Some(tx) = ready.take() {
@@ -427,12 +490,18 @@ impl Conn {
                 () = evicted(slot) => return (established, End::Evicted),
                 read = reader.read_buf(&mut self.rbuf) => match read {
                     Ok(0) => return (established, End::Eof),
-                    Ok(n) => self.after_read(n, room),
+                    Ok(n) => {
+                        self.after_read(n, room);
+                        self.unpublished_read += n as u64;
+                    }
                     Err(e) => return (established, End::Io(e)),
                 },
                 written = write_or_flush(&mut writer, &mut self.wbuf), if !self.wbuf.is_empty() || unflushed => {
                     match written {
-                        Ok(Wrote::Bytes) => unflushed = S::BUFFERS_WRITES,
+                        Ok(Wrote::Bytes(n)) => {
+                            unflushed = S::BUFFERS_WRITES;
+                            self.unpublished_written += n as u64;
+                        }
                         Ok(Wrote::Flushed) => unflushed = false,
                         Err(e) => return (established, End::Io(e)),
                     }
@@ -535,7 +604,7 @@ impl NodeShared {
 }
 
 enum Wrote {
-    Bytes,
+    Bytes(usize),
     Flushed,
 }
 
@@ -547,7 +616,7 @@ async fn write_or_flush(
     if wbuf.is_empty() {
         writer.flush().await.map(|()| Wrote::Flushed)
     } else {
-        writer.write_buf(wbuf).await.map(|_| Wrote::Bytes)
+        writer.write_buf(wbuf).await.map(Wrote::Bytes)
     }
 }
 

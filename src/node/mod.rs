@@ -9,9 +9,11 @@ mod attach;
 mod dial;
 mod driver;
 mod events;
+mod export;
 mod listen;
 mod peer;
 mod recv;
+mod stats;
 mod transport;
 mod watch;
 
@@ -28,12 +30,14 @@ use tokio_util::task::TaskTracker;
 pub use events::{Event, Events};
 pub use peer::{ConnectionState, OwnedReceipt, Peer, PeerStats, Receipt};
 pub use recv::{ByteMessages, Messages};
+pub use stats::{HandshakeRefusals, NodeStats};
 
 use crate::error::{Error, Result};
 use crate::proto::{self, Session, validate_name};
 use crate::security::{Identity, PublicKey, Security, TlsConfigs, TrustPolicy};
 use events::EventQueue;
 use peer::PeerInner;
+use stats::NodeCounters;
 use transport::HandshakeSlots;
 
 /// Every limit and timer of a node. All explicit; see [`NodeConfig::default`] for the values.
@@ -60,6 +64,11 @@ pub struct NodeConfig {
     /// How long [`Node::shutdown`] waits for unacknowledged messages to be acknowledged by
     /// connected peers before closing. Default 5 s.
     pub shutdown_linger: Duration,
+    /// Whether the node keeps node-wide totals and records them with the `metrics` facade
+    /// (see [`NodeBuilder::metrics`]). Default on.
+    pub metrics: bool,
+    /// How often the node records its statistics with the `metrics` facade. Default 1 s.
+    pub metrics_interval: Duration,
 }
 
 impl Default for NodeConfig {
@@ -73,6 +82,8 @@ impl Default for NodeConfig {
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             shutdown_linger: Duration::from_secs(5),
+            metrics: true,
+            metrics_interval: export::DEFAULT_INTERVAL,
         }
     }
 }
@@ -129,6 +140,10 @@ impl NodeConfig {
             "max pending handshakes must be > 0",
         )?;
         check(self.max_sessions > 0, "max sessions must be > 0")?;
+        check(
+            !self.metrics_interval.is_zero(),
+            "metrics interval must be > 0",
+        )?;
         check(
             self.reconnect_initial <= self.reconnect_max,
             "reconnect initial delay must not exceed the maximum",
@@ -264,6 +279,22 @@ impl NodeBuilder {
         self
     }
 
+    /// Whether to keep node-wide totals ([`Node::stats`]) and record them with the `metrics`
+    /// facade every [`NodeConfig::metrics_interval`] (default on). Off, the node's counters
+    /// stay zero and nothing is recorded; [`Peer::stats`] is complete either way (the
+    /// per-session counting is a few additions per message, always on). Off exists to measure
+    /// what the node-wide accounting costs.
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.config.metrics = enabled;
+        self
+    }
+
+    /// How often the node records its statistics with the `metrics` facade (default 1 s).
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.config.metrics_interval = interval;
+        self
+    }
+
     /// Validates the configuration, binds the listeners and starts the node.
     pub async fn start(self) -> Result<Node> {
         validate_name(&self.name)?;
@@ -305,14 +336,32 @@ impl NodeBuilder {
             aborted: std::sync::atomic::AtomicBool::new(false),
             tasks: TaskTracker::new(),
             local_addrs,
+            counters: NodeCounters::default(),
         });
         for listener in listeners {
             shared
                 .tasks
                 .spawn(listen::accept_loop(shared.clone(), listener));
         }
-        tracing::debug!(name = %shared.name, addrs = ?shared.local_addrs, "node started");
-        Ok(Node { shared })
+        let node = Node { shared };
+        if node.shared.config.metrics {
+            node.shared.tasks.spawn(publish_periodically(node.clone()));
+        }
+        tracing::debug!(name = %node.shared.name, addrs = ?node.shared.local_addrs, "node started");
+        Ok(node)
+    }
+}
+
+/// Records the node's statistics with the `metrics` facade every interval until shutdown (which
+/// records them a last time itself).
+async fn publish_periodically(node: Node) {
+    let mut tick = tokio::time::interval(node.shared.config.metrics_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = node.shared.closed.cancelled() => return,
+            _ = tick.tick() => node.publish_metrics(),
+        }
     }
 }
 
@@ -353,6 +402,8 @@ pub(crate) struct NodeShared {
     pub(crate) aborted: std::sync::atomic::AtomicBool,
     pub(crate) tasks: TaskTracker,
     pub(crate) local_addrs: Vec<SocketAddr>,
+    /// Node-wide totals (see `stats`); kept only with `config.metrics`.
+    pub(crate) counters: NodeCounters,
 }
 
 /// Whether a peer entry carries nothing worth keeping: no session, no connection, nothing queued
@@ -494,6 +545,64 @@ impl Node {
         peers.get(name).cloned().map(Peer::from_inner)
     }
 
+    /// A snapshot of the node: totals over its life (kept up to date by the connections, O(1)
+    /// to read) and its current queues, which this sums over every peer: O(peers), each peer's
+    /// lock taken briefly in turn. The totals are zero with [`NodeBuilder::metrics`]`(false)`.
+    pub fn stats(&self) -> NodeStats {
+        let shared = &self.shared;
+        let mut stats = NodeStats {
+            counters: Default::default(),
+            connections_established: 0,
+            reconnects: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            refused: Default::default(),
+            peers: 0,
+            peers_connected: 0,
+            connections: self.connection_count(),
+            pending_handshakes: self.pending_handshakes(),
+            inbox_len: 0,
+            inbox_bytes: 0,
+            unacked_len: 0,
+            unacked_bytes: 0,
+            in_flight: 0,
+        };
+        for peer in self.peers() {
+            let mut core = peer.inner.lock();
+            stats.peers += 1;
+            stats.peers_connected += usize::from(core.state == ConnectionState::Connected);
+            stats.inbox_len += core.session.inbox_len();
+            stats.inbox_bytes += core.session.inbox_bytes();
+            stats.unacked_len += core.session.unacked_len();
+            stats.unacked_bytes += core.session.unacked_bytes();
+            stats.in_flight += core.session.in_flight();
+            if shared.config.metrics {
+                // Brings in what was queued since the peer's connection last looked.
+                let now = core.session.counters();
+                shared.counters.publish(&mut core.published, now);
+            }
+        }
+        let counters = &shared.counters;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        stats.counters = counters.session_totals();
+        stats.connections_established = load(&counters.connections_established);
+        stats.reconnects = load(&counters.reconnects);
+        stats.bytes_read = load(&counters.bytes_read);
+        stats.bytes_written = load(&counters.bytes_written);
+        stats.refused = counters.refusals();
+        stats
+    }
+
+    /// Records [`Node::stats`] with the `metrics` facade now (the node also does every
+    /// [`NodeConfig::metrics_interval`] and at shutdown). Every metric is labelled
+    /// `node=<name>`; see the crate documentation for the names. O(peers), as [`Node::stats`].
+    /// Nothing is recorded with [`NodeBuilder::metrics`]`(false)`.
+    pub fn publish_metrics(&self) {
+        if self.shared.config.metrics {
+            export::record(&self.shared.name, &self.stats());
+        }
+    }
+
     /// Every known peer.
     pub fn peers(&self) -> Vec<Peer> {
         let peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
@@ -544,6 +653,7 @@ impl Node {
         shared.tasks.close();
         shared.tasks.wait().await;
         self.finish_close();
+        self.publish_metrics();
         tracing::debug!(name = %shared.name, "node shut down");
     }
 

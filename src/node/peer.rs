@@ -16,7 +16,7 @@ use super::events::{Event, Kind};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::proto::session::LostReason;
-use crate::proto::{PushError, Session};
+use crate::proto::{PushError, Session, SessionCounters};
 
 /// A handle to a remote peer, named by its node name.
 ///
@@ -50,8 +50,9 @@ pub enum ConnectionState {
     Closed,
 }
 
-/// A snapshot of a peer's queues and state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A snapshot of a peer's queues, state and totals, taken by [`Peer::stats`] under the peer's
+/// lock (a few fields copied).
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PeerStats {
     /// Connection state.
@@ -70,6 +71,25 @@ pub struct PeerStats {
     pub generation: u64,
     /// Connections established after the first.
     pub reconnects: u64,
+    /// Of the unacknowledged messages, those transmitted on the current connection.
+    pub in_flight: u64,
+    /// Totals over the peer's life, across connections and sessions: messages and bytes sent,
+    /// transmitted, retransmitted, acknowledged, received, duplicates dropped, handed back,
+    /// sessions lost. Counted by the protocol core.
+    pub counters: SessionCounters,
+    /// Smoothed time from transmitting a message to its acknowledgement (includes the peer's
+    /// acknowledgement delay); `None` until a message has been timed.
+    pub rtt: Option<std::time::Duration>,
+    /// Bytes of frames read from and written to this peer's established connections (after
+    /// TLS).
+    pub bytes_read: u64,
+    /// See `bytes_read`.
+    pub bytes_written: u64,
+    /// The id of the current session (both sides report the same), 0 while none is
+    /// established.
+    pub session_id: u64,
+    /// Why the last connection ended, if one did.
+    pub last_disconnect: Option<String>,
 }
 
 /// What receipts watch: the acknowledgement frontier of the current session generation.
@@ -153,6 +173,11 @@ pub(crate) struct PeerCore {
     pub(crate) watched: bool,
     /// Receivers waiting in [`Peer::recv`] and the session losses they are owed.
     pub(crate) recv: super::recv::RecvState,
+    /// The session's counters as last added into the node's totals (see `stats`).
+    pub(crate) published: SessionCounters,
+    /// Bytes read from and written to established connections.
+    pub(crate) bytes_read: u64,
+    pub(crate) bytes_written: u64,
 }
 
 impl PeerCore {
@@ -189,6 +214,9 @@ impl PeerInner {
                 pending_key: None,
                 watched: false,
                 recv: Default::default(),
+                published: SessionCounters::default(),
+                bytes_read: 0,
+                bytes_written: 0,
             }),
             space: Notify::new(),
             delivery: watch::Sender::new(DeliveryState::default()),
@@ -216,10 +244,18 @@ impl Peer {
         self.inner.lock().state
     }
 
-    /// Queue depths and state.
+    /// Queue depths, state and totals; cheap (the peer's lock, a few fields copied).
     pub fn stats(&self) -> PeerStats {
         let core = self.inner.lock();
         PeerStats {
+            in_flight: core.session.in_flight(),
+            counters: core.session.counters(),
+            rtt: core.session.rtt(),
+            bytes_read: core.bytes_read,
+            bytes_written: core.bytes_written,
+            session_id: core.session.session_id(),
+            last_disconnect: (!core.last_disconnect.is_empty())
+                .then(|| core.last_disconnect.clone()),
             state: core.state,
             inbox_len: core.session.inbox_len(),
             inbox_bytes: core.session.inbox_bytes(),

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::ProtocolViolation;
 use super::frame::{self, Frame};
+use super::stats::ReceiveCounters;
 
 /// Limits of the inbox.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +49,8 @@ pub struct Inbound {
     limit_seq: u64,
     /// The peer may send until `received_bytes` reaches this (what we last advertised).
     limit_bytes: u64,
+    /// Totals over the session's life (kept across [`Inbound::reset`]).
+    counters: ReceiveCounters,
 }
 
 /// What happened to an incoming DATA frame.
@@ -73,7 +76,13 @@ impl Inbound {
             taken: 0,
             limit_seq: 0,
             limit_bytes: 0,
+            counters: ReceiveCounters::default(),
         }
+    }
+
+    /// Totals over the session's life.
+    pub(crate) fn counters(&self) -> ReceiveCounters {
+        self.counters
     }
 
     /// The sequence number expected next.
@@ -158,6 +167,7 @@ impl Inbound {
                     got: seq,
                 });
             }
+            self.counters.duplicates = self.counters.duplicates.wrapping_add(1);
             return Ok(Accepted::Duplicate);
         }
         if seq > self.next_expected {
@@ -182,6 +192,8 @@ impl Inbound {
         self.next_expected = self.next_expected.saturating_add(1);
         self.received_bytes = bytes;
         self.inbox_bytes = self.inbox_bytes.saturating_add(payload.len());
+        self.counters.received = self.counters.received.wrapping_add(1);
+        self.counters.received_bytes = self.counters.received_bytes.wrapping_add(len);
         self.inbox.push_back(payload);
         Ok(Accepted::New)
     }

@@ -29,6 +29,7 @@ pub mod handshake;
 pub mod inbound;
 pub mod outbound;
 pub mod session;
+pub mod stats;
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ pub use handshake::{Handshake, PeerHello};
 pub use inbound::InboxLimits;
 pub use outbound::{PushError, WindowLimits};
 pub use session::{Session, SessionEvent};
+pub use stats::SessionCounters;
 
 /// Longest node name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::ProtocolViolation;
+use super::stats::SendCounters;
 
 /// Why a message could not be queued. Both are the caller's to handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub struct Outbound {
     credit_seq: u64,
     /// ...while the session's cumulative payload bytes stay within this.
     credit_bytes: u64,
+    /// Totals over the session's life (kept across [`Outbound::reset`]).
+    counters: SendCounters,
 }
 
 impl Outbound {
@@ -72,7 +75,18 @@ impl Outbound {
             cursor_bytes: 0,
             credit_seq: 0,
             credit_bytes: 0,
+            counters: SendCounters::default(),
         }
+    }
+
+    /// Totals over the session's life.
+    pub(crate) fn counters(&self) -> SendCounters {
+        self.counters
+    }
+
+    /// Messages transmitted on this connection and not yet acknowledged.
+    pub fn in_flight(&self) -> u64 {
+        self.cursor.saturating_sub(self.first_seq)
     }
 
     /// Sequence number the next pushed message gets.
@@ -153,6 +167,14 @@ impl Outbound {
         let seq = self.cursor;
         self.cursor = self.cursor.saturating_add(1);
         self.cursor_bytes = self.cursor_bytes.saturating_add(payload.len() as u64);
+        let counters = &mut self.counters;
+        counters.transmitted = counters.transmitted.wrapping_add(1);
+        counters.transmitted_bytes = counters
+            .transmitted_bytes
+            .wrapping_add(payload.len() as u64);
+        if seq <= self.max_transmitted {
+            counters.retransmitted = counters.retransmitted.wrapping_add(1);
+        }
         self.max_transmitted = self.max_transmitted.max(seq);
         Some((seq, payload))
     }
@@ -208,7 +230,10 @@ impl Outbound {
             self.acked_bytes = self.acked_bytes.saturating_add(payload.len() as u64);
             self.first_seq = self.first_seq.saturating_add(1);
             released = usize::saturating_add(released, 1);
+            self.counters.acked_bytes =
+                self.counters.acked_bytes.wrapping_add(payload.len() as u64);
         }
+        self.counters.acked = self.counters.acked.wrapping_add(released as u64);
         if self.cursor < self.first_seq {
             self.cursor = self.first_seq;
             self.cursor_bytes = self.acked_bytes;
@@ -245,7 +270,9 @@ impl Outbound {
     /// Ends the session: every unacknowledged message is handed back, numbering restarts at 1.
     pub fn reset(&mut self) -> Vec<Bytes> {
         let unacked = std::mem::take(&mut self.queue).into();
+        let counters = self.counters;
         *self = Outbound::new(self.limits);
+        self.counters = counters;
         unacked
     }
 }

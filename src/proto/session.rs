@@ -20,6 +20,7 @@ use super::frame::{self, Frame, SessionOffer};
 use super::handshake::{PeerHello, frame_name};
 use super::inbound::{Accepted, Inbound};
 use super::outbound::{Outbound, PushError};
+use super::stats::{RttEstimator, SessionCounters};
 use super::{CloseCode, Config, LinkError, ProtocolViolation, instant_after};
 
 /// Identifies one link (connection) of a session, so a driver can tell whether it was replaced.
@@ -150,6 +151,9 @@ pub struct Session {
     /// Largest message the peer accepts (from its HELLO).
     peer_max_message: usize,
     events: VecDeque<SessionEvent>,
+    rtt: RttEstimator,
+    /// Messages and payload bytes handed back by ended generations.
+    handed_back: (u64, u64),
 }
 
 impl Session {
@@ -170,6 +174,8 @@ impl Session {
             confirmed: false,
             peer_max_message: config.window.max_message,
             events: VecDeque::new(),
+            rtt: RttEstimator::default(),
+            handed_back: (0, 0),
         }
     }
 
@@ -311,6 +317,58 @@ impl Session {
         )
     }
 
+    /// The id of the current session (both sides agree on it), or 0 while none is established.
+    pub fn session_id(&self) -> u64 {
+        self.session_id
+    }
+
+    /// Totals over the session object's life, across connections and generations. Cheap: a
+    /// few fields copied.
+    pub fn counters(&self) -> SessionCounters {
+        let send = self.outbound.counters();
+        let receive = self.inbound.counters();
+        let (messages_handed_back, bytes_handed_back) = self.handed_back;
+        SessionCounters {
+            // Every message queued so far was acknowledged, handed back, or is still queued.
+            messages_sent: self
+                .messages_before
+                .wrapping_add(self.outbound.next_seq())
+                .wrapping_sub(1),
+            bytes_sent: send
+                .acked_bytes
+                .wrapping_add(bytes_handed_back)
+                .wrapping_add(self.outbound.bytes() as u64),
+            messages_transmitted: send.transmitted,
+            bytes_transmitted: send.transmitted_bytes,
+            retransmitted: send.retransmitted,
+            messages_acked: send.acked,
+            bytes_acked: send.acked_bytes,
+            messages_received: receive.received,
+            bytes_received: receive.received_bytes,
+            duplicates_dropped: receive.duplicates,
+            messages_handed_back,
+            bytes_handed_back,
+            sessions_lost: self.generation,
+        }
+    }
+
+    /// Smoothed time from transmitting a message to its acknowledgement, once one has been
+    /// timed. It includes the peer's acknowledgement delay and any queueing in front of the
+    /// message, so under load it is the latency a message sees rather than the bare network
+    /// round trip.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt.estimate()
+    }
+
+    /// Messages transmitted on the current connection and not yet acknowledged.
+    pub fn in_flight(&self) -> u64 {
+        if self.link.is_some() {
+            self.outbound.in_flight()
+        } else {
+            0
+        }
+    }
+
     /// The next thing the application should hear about.
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
@@ -348,6 +406,7 @@ impl Session {
             window_bytes: window.1,
         };
         self.outbound.rewind();
+        self.rtt.forget_probe();
         self.peer_max_message = hello.max_message.min(self.config.window.max_message);
         let id = self.next_link_id;
         self.next_link_id = self.next_link_id.wrapping_add(1);
@@ -399,6 +458,7 @@ impl Session {
             self.detached_at = now;
         }
         self.outbound.rewind();
+        self.rtt.forget_probe();
     }
 
     /// Processes every whole frame at the front of `buf`; a partial frame stays in `buf` for
@@ -512,6 +572,7 @@ impl Session {
             ) => {
                 self.confirmed = true;
                 let released = self.outbound.on_ack(up_to)?;
+                self.rtt.on_ack(up_to, now);
                 self.outbound.grant(up_to, window_messages, window_bytes);
                 if released > 0 {
                     self.events.push_back(SessionEvent::Delivered { up_to });
@@ -591,6 +652,15 @@ impl Session {
         self.detached_at = now;
         let acked = self.outbound.acked();
         let unacked = self.outbound.reset();
+        self.rtt.forget_probe();
+        let bytes: u64 = unacked
+            .iter()
+            .map(|p| p.len() as u64)
+            .fold(0, u64::wrapping_add);
+        self.handed_back = (
+            self.handed_back.0.wrapping_add(unacked.len() as u64),
+            self.handed_back.1.wrapping_add(bytes),
+        );
         // Every message of the generation was either acknowledged (1..=acked) or handed back.
         let messages_before = self.messages_before;
         self.messages_before = messages_before
@@ -645,11 +715,16 @@ impl Session {
                 link.ack_now = false;
                 link.ack_deadline = None;
             }
+            let mut last = None;
             while self.confirmed && out.len() < limit {
                 let Some((seq, payload)) = self.outbound.next_to_transmit() else {
                     break;
                 };
                 frame::encode_data(seq, payload, out);
+                last = Some(seq);
+            }
+            if let Some(seq) = last {
+                self.rtt.on_transmit(seq, now);
             }
         }
         if link.ping_due && out.len() == start {

@@ -80,6 +80,30 @@ pub struct Args {
     /// Print JSON objects, one per line, instead of a table.
     #[arg(long)]
     json: bool,
+    /// Throughput: whether the nodes keep node-wide statistics and record them with a
+    /// Prometheus recorder (`NodeBuilder::metrics`). `both` alternates on and off within each
+    /// run, so that the two are measured under the same conditions, and reports each.
+    #[arg(long, value_enum, default_value_t = Metrics::On)]
+    metrics: Metrics,
+}
+
+/// `bench --metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Metrics {
+    On,
+    Off,
+    Both,
+}
+
+impl Metrics {
+    /// The settings to measure, in the order they alternate.
+    fn settings(self) -> &'static [bool] {
+        match self {
+            Metrics::On => &[true],
+            Metrics::Off => &[false],
+            Metrics::Both => &[true, false],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -104,6 +128,9 @@ struct Report {
     /// Throughput: each side on its own single-threaded runtime (`--split`).
     #[serde(skip_serializing_if = "Option::is_none")]
     split: Option<bool>,
+    /// Throughput: whether the nodes kept node-wide statistics (`--metrics`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<bool>,
     /// networkio / raw TCP: throughput ratio, latency ratio (p50), or memory per peer ratio.
     ratio: f64,
     networkio: Figures,
@@ -188,7 +215,11 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     let steps: usize = scenarios
         .iter()
         .map(|scenario| match scenario {
-            Scenario::Throughput => args.sizes.len() * args.runs * (1 + args.modes.len()),
+            Scenario::Throughput => {
+                args.sizes.len()
+                    * args.runs
+                    * (1 + args.modes.len() * args.metrics.settings().len())
+            }
             Scenario::Latency => args.runs * (1 + args.modes.len()),
             Scenario::Connections => 1 + connection_modes.len(),
             Scenario::All => 0,
@@ -200,6 +231,12 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_prefix("bench");
+    if scenarios.contains(&Scenario::Throughput) && args.metrics != Metrics::Off {
+        // What an operator's process has: a recorder that the nodes' statistics go to.
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("could not install the metrics recorder")?;
+    }
     let mut reports = Vec::new();
     for scenario in scenarios {
         match scenario {
@@ -242,7 +279,12 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
     let mb = |msgs_per_sec: f64| msgs_per_sec * size as f64 / 1e6;
     let per_msg = |cpu: Option<Duration>| cpu.map(|cpu| cpu.as_nanos() as f64 / count as f64);
     let (mut raw, mut raw_cpu) = (Vec::new(), Vec::new());
-    let mut by_mode: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); args.modes.len()];
+    let contenders: Vec<(Mode, bool)> = args
+        .modes
+        .iter()
+        .flat_map(|mode| args.metrics.settings().iter().map(|m| (*mode, *m)))
+        .collect();
+    let mut by_mode: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); contenders.len()];
     // Interleaved, so drift on a shared machine hits every contender alike.
     for _ in 0..args.runs {
         bar.set_message(format!("throughput raw TCP, {count} x {size} B"));
@@ -250,10 +292,13 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
         raw.push(rate(raw::throughput(count, size, args.split).await?));
         raw_cpu.extend(per_msg(cpu.stop()));
         bar.inc(1);
-        for (mode, (results, cpus)) in args.modes.iter().zip(&mut by_mode) {
-            bar.set_message(format!("throughput networkio {mode:?}, {count} x {size} B"));
+        for ((mode, metrics), (results, cpus)) in contenders.iter().zip(&mut by_mode) {
+            bar.set_message(format!(
+                "throughput networkio {mode:?} (metrics {}), {count} x {size} B",
+                if *metrics { "on" } else { "off" }
+            ));
             let cpu = cpu::Meter::start();
-            let run = nio::throughput(*mode, count, size, args.batch, args.split);
+            let run = nio::throughput(*mode, count, size, args.batch, args.split, *metrics);
             results.push(rate(run.await?));
             cpus.extend(per_msg(cpu.stop()));
             bar.inc(1);
@@ -261,11 +306,10 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
     }
     let raw = median(&mut raw);
     let raw_cpu = median_of_some(&mut raw_cpu);
-    Ok(args
-        .modes
+    Ok(contenders
         .iter()
         .zip(by_mode)
-        .map(|(mode, (mut results, mut cpus))| {
+        .map(|((mode, metrics), (mut results, mut cpus))| {
             let nio = median(&mut results);
             Report {
                 scenario: "throughput",
@@ -275,6 +319,7 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
                 peers: None,
                 batch: Some(args.batch),
                 split: Some(args.split),
+                metrics: Some(*metrics),
                 ratio: nio / raw,
                 networkio: Figures {
                     msgs_per_sec: Some(nio),
@@ -314,6 +359,7 @@ async fn connections(
             peers: Some(args.peers),
             batch: None,
             split: None,
+            metrics: None,
             ratio: nio.rss_per_peer_bytes / raw.rss_per_peer_bytes.max(1.0),
             networkio: Figures {
                 peers: Some(args.peers),
@@ -410,6 +456,7 @@ async fn latency(args: &Args, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> 
                 peers: None,
                 batch: None,
                 split: None,
+                metrics: None,
                 ratio: p50 / raw50,
                 networkio: Figures {
                     p50_us: Some(p50),
@@ -468,7 +515,7 @@ fn print_table(reports: &[Report], args: &Args) {
         let mode = format!("{:?}", report.mode).to_lowercase();
         match report.scenario {
             "throughput" => println!(
-                "throughput {mode:<9} {:>6} B  networkio {:>11.0} msg/s {:>8.1} MB/s{}   raw TCP {:>11.0} msg/s {:>8.1} MB/s{}   ratio {:.3}   ({} messages, acknowledged{}{})",
+                "throughput {mode:<9} {:>6} B  networkio {:>11.0} msg/s {:>8.1} MB/s{}   raw TCP {:>11.0} msg/s {:>8.1} MB/s{}   ratio {:.3}   ({} messages, acknowledged{}{}{})",
                 report.size,
                 report.networkio.msgs_per_sec.unwrap_or(0.0),
                 report.networkio.mb_per_sec.unwrap_or(0.0),
@@ -484,6 +531,11 @@ fn print_table(reports: &[Report], args: &Args) {
                 },
                 if report.split == Some(true) {
                     ", a runtime per side"
+                } else {
+                    ""
+                },
+                if report.metrics == Some(false) {
+                    ", metrics off"
                 } else {
                     ""
                 },

@@ -55,19 +55,22 @@ impl Pair {
 
 /// Sends `count` messages of `size` bytes one way; returns the time until the receiving
 /// application has read them all and the sender holds the acknowledgement of the last. With
-/// `split`, each node runs on a thread of its own (see `super::side`).
+/// `split`, each node runs on a thread of its own (see `super::side`). `metrics`: whether both
+/// nodes keep node-wide totals and record them (`NodeBuilder::metrics`).
 pub async fn throughput(
     mode: Mode,
     count: u64,
     size: usize,
     batch: usize,
     split: bool,
+    metrics: bool,
 ) -> anyhow::Result<Duration> {
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let receiver = super::side(split, move || async move {
         let node = builder("bench-rx", mode)
             .listen("127.0.0.1:0")
+            .metrics(metrics)
             .start()
             .await?;
         let mut events = node.events();
@@ -88,7 +91,7 @@ pub async fn throughput(
     });
     let addr = addr_rx.await.context("receiver did not start")?;
     let sender = super::side(split, move || async move {
-        let node = builder("bench-tx", mode).start().await?;
+        let node = builder("bench-tx", mode).metrics(metrics).start().await?;
         let peer = node.connect(addr).await?;
         // One payload for every message, as the raw-TCP baseline writes one prepared batch;
         // static, so that handing it over costs no reference counting (what producing a message

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod checker;
+mod counters;
 mod faults;
 mod fuzz_regressions;
 mod props;

@@ -78,16 +78,42 @@ impl SecurityArgs {
     }
 }
 
-/// Reads a private key file written by `networkio keygen`.
+/// Reads a private key file written by `networkio keygen`, warning on stderr (as ssh does) if
+/// others may read it.
 pub(crate) fn load_identity(path: &Path) -> anyhow::Result<Identity> {
     let pem = std::fs::read_to_string(path)
         .with_context(|| format!("could not read key file {}", path.display()))?;
-    Identity::from_pem(&pem).with_context(|| {
+    let identity = Identity::from_pem(&pem).with_context(|| {
         format!(
             "{} is not a networkio private key (make one with `networkio keygen --out FILE`)",
             path.display()
         )
+    })?;
+    if let Some(warning) = exposure_warning(path) {
+        eprintln!("{warning}");
+    }
+    Ok(identity)
+}
+
+/// The warning for a key file that its group or others may access, if it is one. The key is
+/// still used (ssh refuses it; a warning is enough to be noticed without breaking a
+/// deployment), but whoever can read it can impersonate the node.
+#[cfg(unix)]
+fn exposure_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "warning: key file {path} is accessible by others than its owner (mode {mode:04o}); \
+             whoever reads it can impersonate this node: chmod 600 {path}",
+            path = path.display()
+        )
     })
+}
+
+#[cfg(not(unix))]
+fn exposure_warning(_path: &Path) -> Option<String> {
+    None
 }
 
 /// Writes a new identity to `path` (owner-only permissions); refuses to overwrite.

@@ -74,7 +74,7 @@ async fn an_address_without_a_port_is_a_usage_error_at_once() {
             "--to",
             "127.0.0.1",
             "--timeout",
-            "1h",
+            "60",
             "hi",
         ],
         None,

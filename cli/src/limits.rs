@@ -24,13 +24,14 @@ pub(crate) struct LimitArgs {
     max_message: usize,
 
     /// Send a heartbeat after this long without sending anything: seconds (`0.5`) or a number
-    /// with a unit (`500ms`, `5s`). Must be less than the peer's --idle-timeout. [default: 5s]
+    /// with a unit (`500ms`, `5s`). Sooner if the peer's idle timeout asks for it: each side
+    /// sends at least three heartbeats per idle timeout of the other. [default: 5s]
     #[arg(long, value_name = "DURATION", value_parser = crate::args::duration)]
     heartbeat: Option<Duration>,
 
     /// Drop a connection (and reconnect) after this long without receiving anything, not even
-    /// a heartbeat: detects a dead peer or link. At least 100ms, and more than --heartbeat.
-    /// [default: 20s]
+    /// a heartbeat: detects a dead peer or link. At least 100ms, and more than --heartbeat
+    /// (else a usage error). [default: 20s]
     #[arg(long, value_name = "DURATION", value_parser = crate::args::duration)]
     idle_timeout: Option<Duration>,
 }

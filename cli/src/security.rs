@@ -21,9 +21,10 @@ pub(crate) const PLAINTEXT_WARNING: &str = "warning: --insecure-plaintext: no en
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Security")]
 pub(crate) struct SecurityArgs {
-    /// This node's private key, as written by `networkio keygen --out FILE`. Default: a new
-    /// random key on every run, so peers cannot recognise this node after a restart (a
-    /// --trust or --known-peers peer would refuse it): long-lived nodes should use --key.
+    /// This node's private key, as written by `networkio keygen --out FILE` (mode 0600; a key
+    /// file others can read is used with a warning). Default: a new random key on every run,
+    /// so peers cannot recognise this node after a restart (a --trust or --known-peers peer
+    /// would refuse it): long-lived nodes should use --key.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
 
@@ -34,8 +35,8 @@ pub(crate) struct SecurityArgs {
     trust: Option<PathBuf>,
 
     /// Trust on first use (as SSH does): the first key seen for a peer name is recorded in
-    /// FILE (created if missing, same `NAME KEY` format); from then on only that key may use
-    /// that name.
+    /// FILE (same `NAME KEY` format; created at startup if missing, an error if it cannot be
+    /// created or written); from then on only that key may use that name.
     #[arg(long, value_name = "FILE")]
     known_peers: Option<PathBuf>,
 

@@ -46,8 +46,9 @@ then waits for those. Messages sent while the restart was being detected may rea
 process before the resent ones.
 
 Exits with status 1 and one line `error: ...` on stderr if it cannot connect within the \
-timeout, if the peer makes no room for a message within the timeout, or if the messages \
-are not all acknowledged within the timeout after the input ends. Connection attempts are \
+timeout, if the peer makes no room for a message within the timeout, if the messages are \
+not all acknowledged (or, with --print-replies, not all replied to) within the timeout after \
+the input ends, or if a message is larger than --max-message. Connection attempts are \
 retried until the timeout, except after a refusal: the peer's trust policy does not accept \
 our name and key, ours (--trust, --known-peers) does not accept the peer's, or the two \
 sides disagree on TLS (--insecure-plaintext on one side only). A refusal is not transient: \

@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn rates_are_whole_messages_per_second() {
-        assert_eq!(rate_text(19_774.3063), "19774/s");
+        assert_eq!(rate_text(19_774.306_3), "19774/s");
         assert_eq!(rate_text(0.4), "0/s");
         assert_eq!(rate_text(f64::INFINITY), "-/s");
         assert_eq!(rate_text(f64::NAN), "-/s");

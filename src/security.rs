@@ -209,14 +209,24 @@ impl TrustPolicy {
         Ok(TrustPolicy::Allowlist(Arc::new(entries)))
     }
 
-    /// Trust on first use with the `known_peers` file at `path` (created when needed).
+    /// Trust on first use with the `known_peers` file at `path`, created (empty) if missing.
+    ///
+    /// Fails at once if the file cannot be created or opened for writing, rather than refusing
+    /// every new peer later because its key cannot be recorded.
     pub fn known_peers_file(path: impl Into<PathBuf>) -> Result<TrustPolicy> {
         let path = path.into();
-        let entries = if path.exists() {
-            read_trust_file(&path)?
-        } else {
-            HashMap::new()
-        };
+        // Opening for append writes nothing, but proves a first-use key can be recorded.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| {
+                Error::InvalidConfig(format!(
+                    "cannot create or write known-peers file {}: {e}",
+                    path.display()
+                ))
+            })?;
+        let entries = read_trust_file(&path)?;
         Ok(TrustPolicy::KnownPeers(Arc::new(KnownPeers {
             path,
             entries: Mutex::new(entries),
@@ -518,5 +528,14 @@ mod tests {
         assert!(reloaded.authorize("peer", &b).is_err());
         assert!(reloaded.authorize("peer", &a).is_ok());
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn known_peers_file_that_cannot_be_written_fails_at_once() {
+        let dir = std::env::temp_dir().join(format!("networkio-missing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let error = TrustPolicy::known_peers_file(dir.join("peers.txt")).unwrap_err();
+        assert!(matches!(error, Error::InvalidConfig(_)), "{error}");
+        assert!(error.to_string().contains("peers.txt"), "{error}");
     }
 }

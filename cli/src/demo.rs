@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use networkio::{Event, LostReason, Node, Peer};
 use networkio_chaos::{ChaosConfig, ChaosProxy};
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long)]
     seed: Option<u64>,
     /// Give up (and report what is missing) after this many seconds.
-    #[arg(long, default_value = "600", value_parser = crate::parse_secs)]
+    #[arg(long, default_value = "600", value_parser = crate::args::duration)]
     timeout: Duration,
     /// INSECURE: run both nodes without TLS (no encryption, no authentication), e.g. to
     /// compare throughput. By default they use TLS 1.3 with fresh keys and an open trust policy.
@@ -305,6 +305,15 @@ fn spawn_reader(node: &Node, tally: Arc<Tally>) {
     });
 }
 
+/// A rate of messages per second as shown by the progress bars: whole messages, `19774/s`.
+fn rate_text(per_sec: f64) -> String {
+    if per_sec.is_finite() && per_sec >= 0.0 {
+        format!("{per_sec:.0}/s")
+    } else {
+        "-/s".to_owned()
+    }
+}
+
 /// Two progress bars, one per direction, plus a line of link statistics.
 struct Bars {
     _multi: MultiProgress,
@@ -316,9 +325,16 @@ impl Bars {
     fn new(total: u64) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let style = ProgressStyle::with_template(
-            "{prefix:>13} [{bar:40.cyan/blue}] {pos:>8}/{len} {per_sec:>12} {msg}",
+            "{prefix:>13} [{bar:40.cyan/blue}] {pos:>8}/{len} {rate:>9} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        // indicatif's own {per_sec} shows four decimals (`19,774.3063/s`).
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rate_text(state.per_sec()));
+            },
+        )
         .progress_chars("=> ");
         let bar = |prefix: &'static str| {
             let bar = multi.add(ProgressBar::new(total));
@@ -349,5 +365,18 @@ impl Bars {
         self.update(at_alice, at_bob, link, proxy);
         self.up.abandon();
         self.down.abandon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_messages_per_second() {
+        assert_eq!(rate_text(19_774.306_3), "19774/s");
+        assert_eq!(rate_text(0.4), "0/s");
+        assert_eq!(rate_text(f64::INFINITY), "-/s");
+        assert_eq!(rate_text(f64::NAN), "-/s");
     }
 }

@@ -34,7 +34,7 @@ pub(crate) struct Args {
 
     /// The node name the key is for: with --out, the hint on stderr is a ready trust-file
     /// line `ID ed25519:...`.
-    #[arg(long, value_name = "ID", conflicts_with = "show")]
+    #[arg(long, value_name = "ID", conflicts_with = "show", value_parser = crate::args::node_name)]
     id: Option<String>,
 }
 
@@ -46,9 +46,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let Some(path) = args.out else {
         anyhow::bail!("give --out FILE or --show FILE");
     };
-    if let Some(id) = &args.id {
-        networkio::proto::validate_name(id).context("invalid --id")?;
-    }
     let identity = Identity::generate().context("could not generate a key")?;
     write_identity(&identity, &path)?;
     let key = identity.public_key();

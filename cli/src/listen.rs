@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::LimitArgs;
 use crate::output::{self, Printer};
 use crate::security::{OPEN_WARNING, PLAINTEXT_WARNING, SecurityArgs};
 
@@ -35,14 +36,20 @@ lost sessions are logged on stderr at info level (RUST_LOG=info).
 Runs until SIGINT or SIGTERM, then shuts the node down gracefully (waiting up to 5 s for \
 echoes to be acknowledged), prints the messages still unread and exits with status 0. \
 Exits with status 1 (and one `error: ...` line on stderr) if it cannot listen, read its \
---key, --trust or --known-peers file, or write to stdout.")]
+--key or --trust file, read and write its --known-peers file (created if missing), or write \
+to stdout; with status 2 on a usage error (e.g. an invalid ID, an ADDR without its port).
+
+Messages larger than --max-message (1 MiB by default) are refused: give the senders the same \
+limit. --heartbeat and --idle-timeout set how a dead connection is detected (by default a \
+heartbeat after 5 s of silence, and a connection dropped after 20 s without hearing from \
+the peer).")]
 pub(crate) struct Args {
     /// This node's name: 1 to 128 ASCII letters, digits and `- _ . : @`.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = crate::args::node_name)]
     id: String,
 
     /// Address to listen on, e.g. `127.0.0.1:7000` (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = crate::args::address)]
     bind: String,
 
     /// Also send every message back to its sender, in order.
@@ -54,6 +61,9 @@ pub(crate) struct Args {
     /// stderr once bound. The metric names are listed in the README ("Observability").
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+
+    #[command(flatten)]
+    limits: LimitArgs,
 
     #[command(flatten)]
     security: SecurityArgs,
@@ -76,7 +86,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
 
     let builder = args.security.apply(Node::builder(args.id.as_str()))?;
-    let node = builder
+    let node = args
+        .limits
+        .apply(builder)?
         .listen(args.bind.as_str())
         .start()
         .await

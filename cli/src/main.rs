@@ -1,11 +1,14 @@
 //! `networkio`: the command-line front end of the networkio library.
 //!
 //! `main` parses the command line, sets up logging and dispatches to one module per
-//! subcommand. Errors are printed as one `error: ...` line and exit with status 1.
+//! subcommand. Errors are printed as one `error: ...` line and exit with status 1, or 2 for a
+//! usage error.
 
+mod args;
 mod bench;
 mod demo;
 mod keygen;
+mod limits;
 mod listen;
 mod metrics;
 mod output;
@@ -36,7 +39,8 @@ use tracing_subscriber::EnvFilter;
 /// (default `warn`; e.g. RUST_LOG=info shows connections, disconnections and lost sessions).
 ///
 /// Exit status: 0 on success, 1 on error (printed as one line `error: ...` on stderr), 2 on a
-/// usage error.
+/// usage error: an unknown or malformed option or value (an invalid --id, an address without
+/// its port, a malformed duration), or options that contradict each other.
 #[derive(Debug, Parser)]
 #[command(name = "networkio", version, propagate_version = true)]
 struct Cli {
@@ -86,8 +90,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints `error: <message>` as a single line and returns exit status 1.
+/// Prints `error: <message>` as a single line and returns exit status 1, or 2 for a
+/// [`args::UsageError`].
 fn report(error: anyhow::Error) -> ExitCode {
+    let usage = error.downcast_ref::<args::UsageError>().is_some();
     // The chain of causes joined by `: `, skipping a cause its parent's message already quotes
     // (some library errors include their source in their own message).
     let mut message = String::new();
@@ -103,7 +109,11 @@ fn report(error: anyhow::Error) -> ExitCode {
     }
     let message = message.replace(['\n', '\r'], " ");
     eprintln!("error: {message}");
-    ExitCode::FAILURE
+    if usage {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Raises the open-files soft limit to the hard limit, as Go's runtime does: a node holds one
@@ -123,15 +133,4 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-}
-
-/// Parses a number of seconds (fractions allowed, e.g. `0.5`) into a duration.
-pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("`{s}` must be a positive number of seconds"));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
 }

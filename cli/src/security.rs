@@ -21,9 +21,10 @@ pub(crate) const PLAINTEXT_WARNING: &str = "warning: --insecure-plaintext: no en
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Security")]
 pub(crate) struct SecurityArgs {
-    /// This node's private key, as written by `networkio keygen --out FILE`. Default: a new
-    /// random key on every run, so peers cannot recognise this node after a restart (a
-    /// --trust or --known-peers peer would refuse it): long-lived nodes should use --key.
+    /// This node's private key, as written by `networkio keygen --out FILE` (mode 0600; a key
+    /// file others can read is used with a warning). Default: a new random key on every run,
+    /// so peers cannot recognise this node after a restart (a --trust or --known-peers peer
+    /// would refuse it): long-lived nodes should use --key.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
 
@@ -34,8 +35,8 @@ pub(crate) struct SecurityArgs {
     trust: Option<PathBuf>,
 
     /// Trust on first use (as SSH does): the first key seen for a peer name is recorded in
-    /// FILE (created if missing, same `NAME KEY` format); from then on only that key may use
-    /// that name.
+    /// FILE (same `NAME KEY` format; created at startup if missing, an error if it cannot be
+    /// created or written); from then on only that key may use that name.
     #[arg(long, value_name = "FILE")]
     known_peers: Option<PathBuf>,
 
@@ -78,16 +79,42 @@ impl SecurityArgs {
     }
 }
 
-/// Reads a private key file written by `networkio keygen`.
+/// Reads a private key file written by `networkio keygen`, warning on stderr (as ssh does) if
+/// others may read it.
 pub(crate) fn load_identity(path: &Path) -> anyhow::Result<Identity> {
     let pem = std::fs::read_to_string(path)
         .with_context(|| format!("could not read key file {}", path.display()))?;
-    Identity::from_pem(&pem).with_context(|| {
+    let identity = Identity::from_pem(&pem).with_context(|| {
         format!(
             "{} is not a networkio private key (make one with `networkio keygen --out FILE`)",
             path.display()
         )
+    })?;
+    if let Some(warning) = exposure_warning(path) {
+        eprintln!("{warning}");
+    }
+    Ok(identity)
+}
+
+/// The warning for a key file that its group or others may access, if it is one. The key is
+/// still used (ssh refuses it; a warning is enough to be noticed without breaking a
+/// deployment), but whoever can read it can impersonate the node.
+#[cfg(unix)]
+fn exposure_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "warning: key file {path} is accessible by others than its owner (mode {mode:04o}); \
+             whoever reads it can impersonate this node: chmod 600 {path}",
+            path = path.display()
+        )
     })
+}
+
+#[cfg(not(unix))]
+fn exposure_warning(_path: &Path) -> Option<String> {
+    None
 }
 
 /// Writes a new identity to `path` (owner-only permissions); refuses to overwrite.

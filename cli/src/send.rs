@@ -1,15 +1,17 @@
 //! `networkio send`: deliver messages to a listening node and wait until all are acknowledged.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use networkio::proto::{CloseCode, LinkError, ProtocolViolation};
 use networkio::{Event, Events, Fault, Node, OwnedReceipt, Peer};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::args::count as plural;
+use crate::limits::LimitArgs;
 use crate::output::{self, Printer};
 use crate::security::SecurityArgs;
 
@@ -31,7 +33,12 @@ stdin is streamed, so it may be arbitrarily long), as one string message, in ord
 Messages are delivered exactly once and in order.
 
 On success prints `delivered N messages to PEER-ID` on stderr and exits with status 0: \
-the peer has acknowledged all N messages.
+the peer has acknowledged all N messages. With --print-replies it then waits (up to the \
+timeout) for one reply per message sent, printing each on stdout, before exiting.
+
+A message is at most --max-message bytes (1 MiB by default) of UTF-8 text, counted without \
+the line ending; a larger one stops the command with an error naming its line (or argument) \
+number. The listening node must allow messages that large too (its own --max-message).
 
 If the peer restarts (a new process, whose session with us is lost), the messages it had \
 not acknowledged are handed back and sent again, in order, to the new process; the command \
@@ -39,35 +46,42 @@ then waits for those. Messages sent while the restart was being detected may rea
 process before the resent ones.
 
 Exits with status 1 and one line `error: ...` on stderr if it cannot connect within the \
-timeout, if the peer makes no room for a message within the timeout, or if the messages \
-are not all acknowledged within the timeout after the input ends. Connection attempts are \
+timeout, if the peer makes no room for a message within the timeout, if the messages are \
+not all acknowledged (or, with --print-replies, not all replied to) within the timeout after \
+the input ends, or if a message is larger than --max-message. Connection attempts are \
 retried until the timeout, except after a refusal: the peer's trust policy does not accept \
 our name and key, ours (--trust, --known-peers) does not accept the peer's, or the two \
 sides disagree on TLS (--insecure-plaintext on one side only). A refusal is not transient: \
-it fails at once, with the reason.")]
+it fails at once, with the reason. Exits with status 2 on a usage error (e.g. an invalid \
+ID, an ADDR without its port), at once.")]
 pub(crate) struct Args {
     /// This node's name: 1 to 128 ASCII letters, digits and `- _ . : @`.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = crate::args::node_name)]
     id: String,
 
-    /// Address of the listening node, e.g. `127.0.0.1:7000`.
-    #[arg(long, value_name = "ADDR")]
+    /// Address of the listening node, HOST:PORT, e.g. `127.0.0.1:7000`.
+    #[arg(long, value_name = "ADDR", value_parser = crate::args::address)]
     to: String,
 
-    /// Seconds (fractions allowed) allowed for connecting (attempts are retried until then),
-    /// for each wait for room in the send window, and for the final acknowledgement after the
-    /// input ends.
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = crate::parse_secs)]
+    /// Time allowed for connecting (attempts are retried until then), for each wait for room
+    /// in the send window, and for the final acknowledgements (and, with --print-replies, the
+    /// replies) after the input ends: seconds (fractions allowed) or a number with a unit
+    /// (`500ms`, `2m`).
+    #[arg(long, value_name = "DURATION", default_value = "60", value_parser = crate::args::duration)]
     timeout: Duration,
 
     /// Print the messages the peer sends back (e.g. `listen --echo`) on stdout, as
-    /// `PEER-ID<TAB>MESSAGE` lines escaped like `listen` does; without it they are discarded.
+    /// `PEER-ID<TAB>MESSAGE` lines escaped like `listen` does, and wait for one reply per
+    /// message sent (or --timeout) before exiting; without it replies are discarded.
     #[arg(long)]
     print_replies: bool,
 
     /// Messages to send; without any, each line of stdin is one message.
     #[arg(value_name = "MESSAGE")]
     messages: Vec<String>,
+
+    #[command(flatten)]
+    limits: LimitArgs,
 
     #[command(flatten)]
     security: SecurityArgs,
@@ -77,8 +91,20 @@ type Batch = anyhow::Result<Vec<String>>;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
+    let max_message = args.limits.max_message();
+    for (number, message) in args.messages.iter().enumerate() {
+        if message.len() > max_message {
+            bail!(
+                "message {} is {} bytes, more than the --max-message limit of {max_message}",
+                number + 1,
+                message.len()
+            );
+        }
+    }
     let builder = args.security.apply(Node::builder(args.id.as_str()))?;
-    let node = builder
+    let node = args
+        .limits
+        .apply(builder)?
         .reconnect_backoff(Duration::from_millis(50), RETRY_MAX)
         .start()
         .await
@@ -87,7 +113,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // Input is read while connecting, at most a few batches ahead.
     let (input_tx, mut input) = mpsc::channel::<Batch>(STDIN_QUEUE);
     if args.messages.is_empty() {
-        spawn_stdin_reader(input_tx)?;
+        spawn_stdin_reader(input_tx, max_message)?;
     } else {
         input_tx
             .send(Ok(args.messages))
@@ -106,11 +132,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let (lost_tx, mut lost) = mpsc::unbounded_channel();
+    let (replies_tx, mut replies) = watch::channel(0u64);
     let events = tokio::spawn(handle_events(
         node.events(),
         peer_name.clone(),
         lost_tx,
         printer.as_ref().map(|(p, _)| p.clone()),
+        replies_tx,
     ));
 
     let mut sender = Sender {
@@ -159,7 +187,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             ),
         }
     }
-    eprintln!("delivered {count} messages to {peer_name}");
+    eprintln!("delivered {} to {peer_name}", plural(count, "message"));
+
+    if args.print_replies {
+        // A reply may still be on its way once our messages are acknowledged.
+        let waited = tokio::time::timeout_at(deadline, replies.wait_for(|&n| n >= count));
+        if waited.await.is_err() {
+            bail!(
+                "timed out after {:?}: {} of {count} replies received from {peer_name} \
+                 (does it reply? e.g. `listen --echo`)",
+                args.timeout,
+                *replies.borrow(),
+            );
+        }
+    }
 
     node.shutdown().await;
     let _ = events.await;
@@ -318,14 +359,14 @@ impl Sender {
 
 /// Reads stdin on its own thread, in batches of the lines already buffered (so a slow
 /// producer's lines are sent at once, a fast producer's in batches).
-fn spawn_stdin_reader(tx: mpsc::Sender<Batch>) -> anyhow::Result<()> {
+fn spawn_stdin_reader(tx: mpsc::Sender<Batch>, max_message: usize) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
             let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
             let mut line_number: u64 = 0;
             loop {
-                let (batch, eof) = match read_batch(&mut input, &mut line_number) {
+                let (batch, eof) = match read_batch(&mut input, &mut line_number, max_message) {
                     Ok(read) => read,
                     Err(e) => (Err(e), true),
                 };
@@ -344,27 +385,48 @@ fn spawn_stdin_reader(tx: mpsc::Sender<Batch>) -> anyhow::Result<()> {
 }
 
 /// Reads at least one line (unless at the end), then whatever complete lines are buffered, up
-/// to `STDIN_BATCH`. Returns the lines and whether stdin ended.
+/// to `STDIN_BATCH`. Returns the lines and whether stdin ended. A line longer than
+/// `max_message` bytes (without its line ending) is an error; at most that much plus the line
+/// ending is read of it.
 fn read_batch(
     input: &mut BufReader<std::io::StdinLock<'static>>,
     line_number: &mut u64,
+    max_message: usize,
 ) -> anyhow::Result<(Batch, bool)> {
     let mut lines = Vec::new();
     let mut buf = Vec::new();
+    // Room for the longest line and a `\r\n` ending.
+    let most = u64::try_from(max_message)
+        .unwrap_or(u64::MAX)
+        .saturating_add(2);
     loop {
         buf.clear();
         let n = input
+            .by_ref()
+            .take(most)
             .read_until(b'\n', &mut buf)
             .context("could not read stdin")?;
         if n == 0 {
             return Ok((Ok(lines), true));
         }
         *line_number += 1;
-        if buf.last() == Some(&b'\n') {
+        let ended = buf.last() == Some(&b'\n');
+        if ended {
             buf.pop();
             if buf.last() == Some(&b'\r') {
                 buf.pop();
             }
+        }
+        // Cut short by `take`: the line goes on.
+        let cut = !ended && n as u64 == most;
+        if cut || buf.len() > max_message {
+            return Ok((
+                Err(anyhow!(
+                    "line {line_number} of stdin is more than {max_message} bytes (the \
+                     --max-message limit)"
+                )),
+                true,
+            ));
         }
         let line = String::from_utf8(std::mem::take(&mut buf))
             .map_err(|_| anyhow!("line {line_number} of stdin is not valid UTF-8"))?;
@@ -382,18 +444,25 @@ async fn handle_events(
     peer_name: String,
     lost: mpsc::UnboundedSender<Vec<Bytes>>,
     printer: Option<Printer>,
+    replies: watch::Sender<u64>,
 ) {
     while let Some(event) = events.recv().await {
         match event {
-            Event::Message { peer } => match &printer {
-                Some(printer) => {
-                    let lines = reply_lines(&peer);
-                    if !printer.print(lines).await {
-                        tracing::warn!("could not write replies to stdout");
+            Event::Message { peer } => {
+                let received = match &printer {
+                    Some(printer) => {
+                        let (lines, received) = reply_lines(&peer);
+                        if !printer.print(lines).await {
+                            tracing::warn!("could not write replies to stdout");
+                        }
+                        received
                     }
+                    None => peer.read_all_bytes().len(),
+                };
+                if peer.name() == peer_name {
+                    replies.send_modify(|count| *count += received as u64);
                 }
-                None => drop(peer.read_all_bytes()),
-            },
+            }
             Event::Connected { peer, resumed } => {
                 tracing::info!(peer = peer.name(), resumed, "connected");
             }
@@ -420,8 +489,9 @@ async fn handle_events(
     }
 }
 
-/// Every reply queued from `peer`, as output lines; non-string replies are skipped.
-fn reply_lines(peer: &Peer) -> String {
+/// Every reply queued from `peer`, as output lines (non-string replies are skipped), and how
+/// many replies were taken.
+fn reply_lines(peer: &Peer) -> (String, usize) {
     let raw = peer.read_all_bytes();
     let replies: Vec<String> = raw
         .iter()
@@ -434,5 +504,8 @@ fn reply_lines(peer: &Peer) -> String {
             "skipped replies that are not strings"
         );
     }
-    output::format_lines(peer.name(), replies.iter().map(String::as_str))
+    (
+        output::format_lines(peer.name(), replies.iter().map(String::as_str)),
+        raw.len(),
+    )
 }

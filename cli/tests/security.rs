@@ -192,7 +192,7 @@ async fn allowlist_admits_listed_keys_and_refuses_others_at_once() {
     )
     .await;
     assert!(status.success(), "send failed: {stderr}");
-    assert!(stderr.contains("delivered 1 messages to vault"), "{stderr}");
+    assert!(stderr.contains("delivered 1 message to vault"), "{stderr}");
     assert_eq!(listener.next_line().await, "teller\tdeposit");
 
     // Refused by the listener: a listed name with another key, an unlisted name, a random key.

@@ -8,6 +8,7 @@ mod demo;
 mod keygen;
 mod listen;
 mod output;
+mod refusals;
 mod security;
 mod send;
 

@@ -39,7 +39,12 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
             }
         };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-            tracing::debug!(%addr, "connection limit reached; refusing");
+            shared.events.refused(
+                addr,
+                None,
+                None,
+                crate::proto::admission::RefusalReason::ConnectionLimit,
+            );
             if !matches!(
                 shared.security,
                 crate::security::Security::InsecurePlaintext

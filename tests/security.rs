@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Checker, Msg, wait_event, wait_session_lost, within};
-use networkio::{LostReason, TrustPolicy};
 use networkio::proto::LinkError;
 use networkio::proto::frame::CloseCode;
 use networkio::{
     ConnectionState, Error, Event, Events, Fault, Identity, Node, PublicKey, RefusalReason,
 };
+use networkio::{LostReason, TrustPolicy};
 use networkio_chaos::{ChaosConfig, ChaosProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -979,7 +979,11 @@ async fn a_new_key_ends_a_session_without_a_connection_under_the_open_policy() {
             "{result:?}"
         );
     }
-    assert_eq!(at_server.stats().generation, generation + 1, "a new session");
+    assert_eq!(
+        at_server.stats().generation,
+        generation + 1,
+        "a new session"
+    );
     // Nothing of the old session reached the new key: after a round trip in the new session its
     // inbox holds only what was sent in it.
     let receipt = at_server.send(&"new session").await.unwrap();

@@ -217,8 +217,8 @@ pub(crate) fn hint(code: CloseCode) -> Option<&'static str> {
         }
         RefusalReason::NameInUse => {
             "another process with our --id is connected to it with another key; the name is \
-             free once that connection ends (if that process died, within the listener's idle \
-             timeout)"
+             free once that connection ends, which for a process that died takes up to the \
+             listener's idle timeout"
         }
         _ => return None,
     })

@@ -268,7 +268,12 @@ async fn run_over<S: Transport>(
         if let Err((reason, detail)) = configs.trust.authorize(&hello.name, key) {
             // The details (file paths, pinned keys) stay in our log; the peer learns which rule
             // refused it.
-            tracing::info!(node = %shared.name, peer = %hello.name, %key, %detail, "refused");
+            if reason == RefusalReason::KnownPeersUnwritable {
+                // Our own failure, which only the operator can fix.
+                tracing::warn!(node = %shared.name, peer = %hello.name, %key, %detail, "refused");
+            } else {
+                tracing::debug!(node = %shared.name, peer = %hello.name, %key, %detail, "refused");
+            }
             refused(reason);
             shared.forget_if_unused(&peer);
             let end = End::Unauthorized {
@@ -292,7 +297,10 @@ async fn run_over<S: Transport>(
                 Refusal::NameInUse { live } => {
                     refused(RefusalReason::NameInUse);
                     let told = if live {
-                        format!("{} is in use by another key on a live connection", hello.name)
+                        format!(
+                            "{} is in use by another key on a live connection",
+                            hello.name
+                        )
                     } else {
                         format!("{} is bound to another key by a live session", hello.name)
                     };

@@ -151,7 +151,8 @@ impl EventQueue {
         key: Option<PublicKey>,
         reason: RefusalReason,
     ) {
-        tracing::info!(%addr, name, reason = reason.label(), "handshake refused");
+        // Debug only: the event is the report; a flood of refusals must not flood the log.
+        tracing::debug!(%addr, name, reason = reason.label(), "handshake refused");
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.closed {
             return;

@@ -2,6 +2,8 @@
 //! a flood cannot fill the log), and `send` explains why a listener refused it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use networkio::proto::CloseCode;
@@ -18,22 +20,19 @@ const BACKLOG: usize = 64;
 /// What `listen` hands refusals to. Printing happens on a task of its own, so a burst never
 /// holds up the event loop.
 pub(crate) struct Reporter {
-    lines: mpsc::Sender<Report>,
-}
-
-enum Report {
-    Line(String),
-    /// Refusals the node counted but did not queue (see `Event::Refused::suppressed`), or that
-    /// found the backlog full.
-    Suppressed(u64),
+    lines: mpsc::Sender<String>,
+    /// Refusals without a line of their own: counted by the node but not queued (see
+    /// `Event::Refused::suppressed`), or finding the backlog full.
+    suppressed: Arc<AtomicU64>,
 }
 
 impl Reporter {
     /// Starts the printing task (on stderr).
     pub(crate) fn start() -> Reporter {
         let (lines, rx) = mpsc::channel(BACKLOG);
-        tokio::spawn(print(rx));
-        Reporter { lines }
+        let suppressed = Arc::new(AtomicU64::new(0));
+        tokio::spawn(print(rx, suppressed.clone()));
+        Reporter { lines, suppressed }
     }
 
     /// Reports one `Event::Refused`.
@@ -46,11 +45,12 @@ impl Reporter {
         suppressed: u64,
     ) {
         let line = describe(addr, name, key, reason);
-        if self.lines.try_send(Report::Line(line)).is_err() {
-            let _ = self.lines.try_send(Report::Suppressed(1));
-        }
-        if suppressed > 0 {
-            let _ = self.lines.try_send(Report::Suppressed(suppressed));
+        let dropped = u64::from(self.lines.try_send(line).is_err());
+        let uncounted = suppressed.saturating_add(dropped);
+        if uncounted > 0 {
+            // Taken by the printing task before its next line or summary; the line just queued
+            // (if any) wakes it.
+            self.suppressed.fetch_add(uncounted, Ordering::Relaxed);
         }
     }
 }
@@ -78,9 +78,13 @@ fn describe(
     }
 }
 
-async fn print(mut rx: mpsc::Receiver<Report>) {
+async fn print(mut rx: mpsc::Receiver<String>, suppressed: Arc<AtomicU64>) {
     let mut limit = Limiter::new(LINES_PER_WINDOW, WINDOW);
     loop {
+        let uncounted = suppressed.swap(0, Ordering::Relaxed);
+        if uncounted > 0 {
+            limit.suppress(Instant::now(), uncounted);
+        }
         let flush_at = limit.flush_at();
         let report = tokio::select! {
             report = rx.recv() => report,
@@ -99,8 +103,7 @@ async fn print(mut rx: mpsc::Receiver<Report>) {
                 }
                 return;
             }
-            Some(Report::Suppressed(n)) => limit.suppress(now, n),
-            Some(Report::Line(line)) => {
+            Some(line) => {
                 if let Some(printed) = limit.offer(now) {
                     if let Some(n) = printed.summary {
                         eprintln!("{}", summary(n));

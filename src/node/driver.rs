@@ -172,7 +172,7 @@ pub(crate) async fn run(
 ) -> Outcome {
     // Frames are batched per write by the loop, so Nagle would only add latency.
     let _ = tcp.set_nodelay(true);
-    // For reporting refusals; a socket already reset has none, and is refused by nothing.
+    // For reporting refusals. (A socket already reset has no address; it fails before any.)
     let addr = tcp
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));

@@ -64,8 +64,8 @@ pub enum Error {
     /// The TLS handshake with the peer failed (peer: wrong protocol, bad certificate, ...).
     #[error("TLS: {0}")]
     Tls(String),
-    /// The peer's key may not use the name it claims (our trust policy refused it, or a live
-    /// session is bound to another key).
+    /// The peer's key may not use the name it claims (our trust policy refused it, or the
+    /// key binding of a session refused it: another key holds the name).
     #[error("unauthorized peer: {0}")]
     Unauthorized(String),
     /// The node has been shut down.

@@ -154,9 +154,13 @@
 //! recognise them after a restart). There is no certificate authority: the [`TrustPolicy`]
 //! decides which key may use which name ([`TrustPolicy::Open`] by default: any key, which suits
 //! development; use an allowlist or known-peers file in production). Whatever the policy, a
-//! session belongs to the key that created it: another key naming the same peer is refused
-//! while the session lives. [`NodeBuilder::insecure_plaintext`] turns all of this off, for
-//! trusted networks and benchmarks.
+//! session belongs to the key that created it: another key never receives or continues it, and
+//! is refused while a connection serves it. Under the allowlist and known peers another key stays
+//! refused until the session ends; under the open policy it ends a session that has no
+//! connection and starts a fresh one, so a restarted client with a new random key is not locked
+//! out ([`LostReason::KeyChanged`]). Refused handshakes are reported as [`Event::Refused`], and
+//! the refused side is told the [`RefusalReason`]. [`NodeBuilder::insecure_plaintext`] turns all
+//! of this off, for trusted networks and benchmarks.
 //!
 //! # Without async
 //!
@@ -221,5 +225,6 @@ pub use node::{
     NodeConfig, NodeStats, OwnedReceipt, Peer, PeerStats, Receipt,
 };
 pub use proto::SessionCounters;
+pub use proto::admission::RefusalReason;
 pub use proto::session::LostReason;
 pub use security::{Identity, KnownPeers, PublicKey, TrustPolicy};

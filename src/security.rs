@@ -7,8 +7,13 @@
 //! handshake, when the peer's HELLO names it, by the node's [`TrustPolicy`]. TLS 1.2, session
 //! tickets and 0-RTT data are disabled.
 //!
-//! A session is bound to the key that created it: a connection naming a peer with a live
-//! session under another key is refused and never touches that session, whatever the policy.
+//! A session is bound to the key that created it: another key never continues, receives or
+//! replaces it. While a connection serves the session, a connection naming the same peer with
+//! another key is refused, whatever the policy. Without a connection, the allowlist and known
+//! peers keep refusing other keys until the session ends; under the open policy, where a name
+//! was never authenticated, a new key ends that session (its unacknowledged messages are handed
+//! back, [`LostReason::KeyChanged`](crate::LostReason::KeyChanged)) and starts a fresh one, so a
+//! client restarted with a new random key is not locked out.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,6 +30,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use crate::error::{Error, Result};
+use crate::proto::admission::RefusalReason;
 use crate::proto::validate_name;
 
 /// Largest TLS record we send. A record is only usable once whole, so on a link that breaks
@@ -187,18 +193,25 @@ fn config_error(e: rcgen::Error) -> Error {
 
 /// Who may connect as which name.
 ///
-/// Whatever the policy, a session stays bound to the key that created it until it ends.
+/// Whatever the policy, a session stays bound to the key that created it until it ends, and a
+/// connection with another key is refused while a connection serves the session. What a new key
+/// can do to a session without a connection depends on the policy (see each variant).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum TrustPolicy {
-    /// Any key may use any name not bound to another key by a live session. For development
-    /// and closed networks: it encrypts, and it protects sessions from hijacking, but it does not
-    /// keep strangers out.
+    /// Any key may use any name that no connection of another key holds. A new key claiming a
+    /// name whose session has no connection ends that session (the application gets
+    /// [`Event::SessionLost`](crate::Event::SessionLost) with everything unacknowledged,
+    /// [`LostReason::KeyChanged`](crate::LostReason::KeyChanged)) and gets a fresh one: nothing
+    /// of the old session reaches it. For development and closed networks: it encrypts, and it
+    /// keeps other keys out of live connections and every session's messages, but it does not
+    /// keep strangers out, nor authenticate names.
     Open,
-    /// Only the listed names, each with its key.
+    /// Only the listed names, each with its key. A session stays bound to its key until it ends.
     Allowlist(Arc<HashMap<String, PublicKey>>),
     /// Trust on first use, as SSH does: the first key seen for a name is recorded in a
-    /// `known_peers` file, and from then on only that key may use the name.
+    /// `known_peers` file, and from then on only that key may use the name. A session stays
+    /// bound to its key until it ends.
     KnownPeers(Arc<KnownPeers>),
 }
 
@@ -233,19 +246,35 @@ impl TrustPolicy {
         })))
     }
 
-    /// Whether `key` may use `name`.
-    pub(crate) fn authorize(&self, name: &str, key: &PublicKey) -> Result<(), String> {
+    /// Whether `key` may use `name`; if not, why, and the details for our own log (paths,
+    /// pinned keys), which the peer is not told.
+    pub(crate) fn authorize(&self, name: &str, key: &PublicKey) -> Result<(), Refused> {
         match self {
             TrustPolicy::Open => Ok(()),
             TrustPolicy::Allowlist(entries) => match entries.get(name) {
                 Some(expected) if expected == key => Ok(()),
-                Some(_) => Err(format!("{name} is allowlisted with another key")),
-                None => Err(format!("{name} is not on the allowlist")),
+                Some(_) => Err((
+                    RefusalReason::NotAllowlisted,
+                    format!("{name} is allowlisted with another key"),
+                )),
+                None => Err((
+                    RefusalReason::NotAllowlisted,
+                    format!("{name} is not on the allowlist"),
+                )),
             },
             TrustPolicy::KnownPeers(known) => known.check_or_record(name, key),
         }
     }
+
+    /// Whether the policy ties each name to one key. Under the open policy it does not, so a
+    /// name's session without a connection may be ended for a new key (PROTOCOL.md §2.5).
+    pub(crate) fn pins_names(&self) -> bool {
+        !matches!(self, TrustPolicy::Open)
+    }
 }
+
+/// A trust policy's refusal: the reason, and the details for the refusing node's log.
+pub(crate) type Refused = (RefusalReason, String);
 
 /// The `known_peers` file of [`TrustPolicy::KnownPeers`].
 #[derive(Debug)]
@@ -255,13 +284,16 @@ pub struct KnownPeers {
 }
 
 impl KnownPeers {
-    fn check_or_record(&self, name: &str, key: &PublicKey) -> Result<(), String> {
+    fn check_or_record(&self, name: &str, key: &PublicKey) -> Result<(), Refused> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(name) {
             Some(known) if known == key => Ok(()),
-            Some(known) => Err(format!(
-                "{name} presented {key}, but {} records {known}",
-                self.path.display()
+            Some(known) => Err((
+                RefusalReason::KnownPeerMismatch,
+                format!(
+                    "{name} presented {key}, but {} records {known}",
+                    self.path.display()
+                ),
             )),
             None => {
                 // A hand-edited file may lack its final newline: never glue two entries.
@@ -276,9 +308,9 @@ impl KnownPeers {
                     .and_then(|mut f| f.write_all(line.as_bytes()));
                 if let Err(e) = appended {
                     // Not recorded, not trusted: the next run could not check this key.
-                    return Err(format!(
-                        "cannot record {name} in {}: {e}",
-                        self.path.display()
+                    return Err((
+                        RefusalReason::KnownPeersUnwritable,
+                        format!("cannot record {name} in {}: {e}", self.path.display()),
                     ));
                 }
                 tracing::info!(peer = name, %key, "trusting on first use");
@@ -522,11 +554,16 @@ mod tests {
         let policy = TrustPolicy::known_peers_file(&path).unwrap();
         assert!(policy.authorize("peer", &a).is_ok(), "first use");
         assert!(policy.authorize("peer", &a).is_ok());
-        assert!(policy.authorize("peer", &b).is_err(), "pinned");
+        let refused = policy.authorize("peer", &b).unwrap_err();
+        assert_eq!(refused.0, RefusalReason::KnownPeerMismatch, "pinned");
         // A new process reads what the first one recorded.
         let reloaded = TrustPolicy::known_peers_file(&path).unwrap();
         assert!(reloaded.authorize("peer", &b).is_err());
         assert!(reloaded.authorize("peer", &a).is_ok());
+        // A file that cannot be written refuses what it cannot record, and says so.
+        let unwritable = TrustPolicy::known_peers_file(path.join("missing/known")).unwrap();
+        let refused = unwritable.authorize("peer", &a).unwrap_err();
+        assert_eq!(refused.0, RefusalReason::KnownPeersUnwritable);
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -114,7 +114,7 @@ async fn refusals_are_counted_by_reason_on_both_sides() {
     })
     .await;
 
-    // An allowlist naming nobody: refused as unauthorized.
+    // An allowlist naming nobody: refused as not allowlisted.
     let path = std::env::temp_dir().join(format!(
         "networkio-observability-{}.trust",
         std::process::id()
@@ -138,7 +138,7 @@ async fn refusals_are_counted_by_reason_on_both_sides() {
             .is_err()
     );
     eventually("the listener to count the refusal", || {
-        strict.stats().refused.unauthorized == 1
+        strict.stats().refused.not_allowlisted == 1
     })
     .await;
     let refused = strict.stats().refused;
@@ -146,7 +146,7 @@ async fn refusals_are_counted_by_reason_on_both_sides() {
     assert!(
         refused
             .iter()
-            .any(|(reason, n)| reason == "unauthorized" && n == 1)
+            .any(|(reason, n)| reason == "not_allowlisted" && n == 1)
     );
     for node in [server, first, second, strict, stranger] {
         node.shutdown().await;

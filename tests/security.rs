@@ -13,11 +13,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Checker, Msg, wait_event, within};
-use networkio::TrustPolicy;
+use common::{Checker, Msg, wait_event, wait_session_lost, within};
 use networkio::proto::LinkError;
 use networkio::proto::frame::CloseCode;
-use networkio::{ConnectionState, Error, Event, Events, Fault, Identity, Node, PublicKey};
+use networkio::{
+    ConnectionState, Error, Event, Events, Fault, Identity, Node, PublicKey, RefusalReason,
+};
+use networkio::{LostReason, TrustPolicy};
 use networkio_chaos::{ChaosConfig, ChaosProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,22 +48,37 @@ async fn client_with(name: &str, identity: &Identity) -> Node {
         .unwrap()
 }
 
-/// Asserts that `result` is the refusal a dialer gets when the listener's trust policy (or the
-/// key binding of a live session) rejects it: the listener's CLOSE with code UNAUTHORIZED.
-/// Returns the listener's reason text.
-fn assert_unauthorized<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
+/// Asserts that `result` is the refusal a dialer gets when the listener refuses it: the
+/// listener's CLOSE with `code`. Returns the listener's reason text.
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, Error>, code: CloseCode) -> String {
     let err = result.expect_err("the connection must be refused");
     assert_eq!(err.fault(), Fault::Peer, "{err}");
     match err {
-        Error::Link(LinkError::ClosedByPeer {
-            code: CloseCode::Unauthorized,
-            reason,
-        }) => {
-            assert_eq!(CloseCode::Unauthorized.to_u16(), 10);
-            reason
-        }
-        other => panic!("expected CLOSE UNAUTHORIZED from the listener, got {other:?}"),
+        Error::Link(LinkError::ClosedByPeer { code: got, reason }) if got == code => reason,
+        other => panic!("expected CLOSE {code} from the listener, got {other:?}"),
     }
+}
+
+/// [`assert_refused`] for the allowlist's refusal, CLOSE UNAUTHORIZED (10).
+fn assert_unauthorized<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
+    assert_eq!(CloseCode::Unauthorized.to_u16(), 10);
+    assert_refused(result, CloseCode::Unauthorized)
+}
+
+/// Splits off the `Refused` events: the others, and the refusals' (name, reason).
+fn refusals(events: Vec<Event>) -> (Vec<Event>, Vec<(Option<String>, RefusalReason)>) {
+    let mut refused = Vec::new();
+    let others = events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Refused { name, reason, .. } => {
+                refused.push((name, reason));
+                None
+            }
+            other => Some(other),
+        })
+        .collect();
+    (others, refused)
 }
 
 /// Drains what is queued in `events` without waiting.
@@ -126,11 +143,16 @@ async fn allowlist_refuses_a_known_name_with_the_wrong_key() {
         server.connection_count() == 0
     })
     .await;
-    let seen = drain(&mut server_events);
+    let (seen, refused) = refusals(drain(&mut server_events));
     assert!(
         seen.is_empty(),
         "nothing reached the application: {:?}",
         kinds(&seen)
+    );
+    assert_eq!(
+        refused,
+        [(Some("client".to_owned()), RefusalReason::NotAllowlisted)],
+        "the refusal is reported"
     );
 
     // The listed key under its name is accepted (the refusal was about the key).
@@ -195,8 +217,12 @@ async fn allowlist_refuses_a_listed_key_presenting_another_listed_name() {
     assert!(reason.contains("client-b"), "{reason}");
     assert!(server.peer("client-b").is_none());
     assert!(server.peer("client-a").is_none());
-    let seen = drain(&mut server_events);
+    let (seen, refused) = refusals(drain(&mut server_events));
     assert!(seen.is_empty(), "{:?}", kinds(&seen));
+    assert_eq!(
+        refused,
+        [(Some("client-b".to_owned()), RefusalReason::NotAllowlisted)]
+    );
 
     // Each key under its own name is accepted.
     let a = client_with("client-a", &key_a).await;
@@ -225,8 +251,9 @@ async fn allowlist_refuses_an_unknown_name() {
         stranger.shutdown().await;
     }
     assert!(server.peers().is_empty());
-    let seen = drain(&mut server_events);
+    let (seen, refused) = refusals(drain(&mut server_events));
     assert!(seen.is_empty(), "{:?}", kinds(&seen));
+    assert_eq!(refused.len(), 2, "{refused:?}");
     server.shutdown().await;
 }
 
@@ -253,7 +280,10 @@ async fn known_peers_trusts_on_first_use_then_pins_across_restarts() {
     .await;
 
     let b = client_with("client", &key_b).await;
-    let reason = assert_unauthorized(within("refusal of B", b.connect(addr)).await);
+    let reason = assert_refused(
+        within("refusal of B", b.connect(addr)).await,
+        CloseCode::KeyMismatch,
+    );
     assert!(reason.contains("client"), "{reason}");
     b.shutdown().await;
     assert_eq!(
@@ -267,7 +297,10 @@ async fn known_peers_trusts_on_first_use_then_pins_across_restarts() {
     let server = server_with(TrustPolicy::known_peers_file(&path).unwrap()).await;
     let addr = server.local_addrs()[0];
     let b = client_with("client", &key_b).await;
-    let reason = assert_unauthorized(within("refusal of B after restart", b.connect(addr)).await);
+    let reason = assert_refused(
+        within("refusal of B after restart", b.connect(addr)).await,
+        CloseCode::KeyMismatch,
+    );
     assert!(reason.contains("client"), "{reason}");
     assert!(server.peer("client").is_none());
     let a = client_with("client", &key_a).await;
@@ -468,8 +501,15 @@ async fn a_live_session_cannot_be_taken_by_another_key_under_an_open_policy() {
 
     // Same name, another key, while A is connected.
     let impostor = client_with("client", &key_b).await;
-    let reason = assert_unauthorized(within("refusal", impostor.connect(addr)).await);
-    assert!(reason.contains("client"), "{reason}"); // open policy: only the key binding refuses
+    let reason = assert_refused(
+        within("refusal", impostor.connect(addr)).await,
+        CloseCode::NameInUse,
+    );
+    // Open policy: only the key binding refuses, and the impostor is told so.
+    assert_eq!(
+        reason,
+        "client is in use by another key on a live connection"
+    );
     impostor.shutdown().await;
     eventually("the impostor's connection to be gone", || {
         server.connection_count() == 1
@@ -511,8 +551,12 @@ async fn a_live_session_cannot_be_taken_by_another_key_under_an_open_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impostor_during_a_partition_gets_nothing_and_the_real_peer_resumes() {
+    // Known peers pin the name to A's key, so A's session outlives the partition for A alone.
+    // (Under the open policy the impostor would end it instead: see
+    // `a_new_key_ends_a_session_without_a_connection_under_the_open_policy`.)
     const QUEUED: u64 = 50;
-    let server = server_with(TrustPolicy::Open).await;
+    let known = temp_path("partition");
+    let server = server_with(TrustPolicy::known_peers_file(&known).unwrap()).await;
     let server_addr = server.local_addrs()[0];
     let mut server_events = server.events();
     let proxy = ChaosProxy::start(server_addr, ChaosConfig::default())
@@ -553,8 +597,11 @@ async fn an_impostor_during_a_partition_gets_nothing_and_the_real_peer_resumes()
     // The impostor claims A's name with another key, directly at the server.
     let impostor = client_with("client", &key_b).await;
     let mut impostor_events = impostor.events();
-    let reason = assert_unauthorized(within("refusal", impostor.connect(server_addr)).await);
-    assert!(reason.contains("client"), "{reason}"); // open policy: only the key binding refuses
+    let reason = assert_refused(
+        within("refusal", impostor.connect(server_addr)).await,
+        CloseCode::KeyMismatch,
+    );
+    assert!(reason.contains("client"), "{reason}");
     // It received no DATA: nothing readable, no Message, no session.
     let seen = drain(&mut impostor_events);
     assert!(
@@ -617,6 +664,7 @@ async fn an_impostor_during_a_partition_gets_nothing_and_the_real_peer_resumes()
     a.shutdown().await;
     server.shutdown().await;
     proxy.shutdown();
+    std::fs::remove_file(&known).unwrap();
 }
 
 #[tokio::test]
@@ -732,13 +780,21 @@ impl Drop for Switch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redial_that_reaches_an_impostor_server_is_refused_and_the_session_resumes_later() {
     const QUEUED: u64 = 20;
-    // The client's session with the server is bound to the server's key, whatever the client's
-    // trust policy (open here): an impostor answering at the server's address gets nothing.
+    // The client pins the server's key (known peers): an impostor answering at the server's
+    // address is refused and gets nothing, and the session outlives it. (Under the open policy
+    // the session would end instead: see
+    // `a_client_whose_server_returns_with_a_new_key_starts_afresh_under_the_open_policy`.)
     let server = server_with(TrustPolicy::Open).await;
     let impostor = server_with(TrustPolicy::Open).await;
     let mut impostor_events = impostor.events();
     let switch = Switch::start(server.local_addrs()[0]).await;
-    let client = client_with("client", &Identity::generate().unwrap()).await;
+    let known = temp_path("redial");
+    let client = Node::builder("client")
+        .trust(TrustPolicy::known_peers_file(&known).unwrap())
+        .reconnect_backoff(Duration::from_millis(5), Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
     let mut client_events = client.events();
     let to_server = within("connect", client.connect(switch.addr))
         .await
@@ -811,13 +867,16 @@ async fn a_redial_that_reaches_an_impostor_server_is_refused_and_the_session_res
     for node in [client, impostor, server] {
         node.shutdown().await;
     }
+    std::fs::remove_file(&known).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_impostors_leave_nothing_running() {
-    // While the real client is away, impostors keep claiming its name. Each is refused, and
-    // none may leave a task behind (each would otherwise wait for the session's expiry).
-    let server = server_with(TrustPolicy::Open).await;
+    // While the real client is away, impostors keep claiming its name. Each is refused (known
+    // peers pin the name), and none may leave a task behind (each would otherwise wait for the
+    // session's expiry).
+    let known = temp_path("impostors");
+    let server = server_with(TrustPolicy::known_peers_file(&known).unwrap()).await;
     let addr = server.local_addrs()[0];
     let real = client_with("client", &Identity::generate().unwrap()).await;
     let peer = real.connect(addr).await.unwrap();
@@ -836,12 +895,250 @@ async fn refused_impostors_leave_nothing_running() {
     let before = metrics.num_alive_tasks();
     for _ in 0..20 {
         let impostor = client_with("client", &Identity::generate().unwrap()).await;
-        assert_unauthorized(within("refusal", impostor.connect(addr)).await);
+        assert_refused(
+            within("refusal", impostor.connect(addr)).await,
+            CloseCode::KeyMismatch,
+        );
         impostor.abort().await;
     }
     eventually("the refused connections' tasks to end", || {
         server.connection_count() == 0 && metrics.num_alive_tasks() <= before
     })
     .await;
+    server.shutdown().await;
+    std::fs::remove_file(&known).unwrap();
+}
+
+/// Queues `n` checker messages from the server to `to` (which has no connection) and returns
+/// them with their receipts.
+async fn queue_for(
+    to: &networkio::Peer,
+    checker: &mut Checker,
+    n: usize,
+) -> (Vec<Msg>, Vec<networkio::OwnedReceipt>) {
+    let mut sent = Vec::new();
+    let mut receipts = Vec::new();
+    for _ in 0..n {
+        let msg = checker.next_message("server", to.name(), 16);
+        receipts.push(to.send(&msg).await.unwrap().into_owned());
+        sent.push(msg);
+    }
+    (sent, receipts)
+}
+
+/// Checks a `SessionLost` hands back exactly `sent`, once each and in order, for `KeyChanged`.
+fn assert_handed_back(checker: &mut Checker, unacked: &[bytes::Bytes], reason: LostReason) {
+    assert_eq!(reason, LostReason::KeyChanged);
+    for payload in unacked {
+        checker.received(&networkio::codec::decode::<Msg>(payload).unwrap());
+    }
+    checker.assert_exactly_once_in_order();
+}
+
+#[tokio::test]
+async fn a_new_key_ends_a_session_without_a_connection_under_the_open_policy() {
+    // A client without a key file has a new random key on every run. When it crashes and runs
+    // again, the name's session has no connection: under the open policy the new key ends it
+    // and starts afresh, instead of being refused until the session expires (an hour).
+    const QUEUED: usize = 30;
+    let server = server_with(TrustPolicy::Open).await;
+    let addr = server.local_addrs()[0];
+    let mut server_events = server.events();
+    let first = client_with("client", &Identity::generate().unwrap()).await;
+    let peer = within("connect", first.connect(addr)).await.unwrap();
+    deliver_one(&peer, &server, "client", "first run").await;
+    let at_server = server.peer("client").unwrap();
+    let generation = at_server.stats().generation;
+    first.abort().await; // a crash: no goodbye, the session stays at the server
+    wait_event(&mut server_events, "the server to see the crash", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    let mut checker = Checker::default();
+    let (_, receipts) = queue_for(&at_server, &mut checker, QUEUED).await;
+    drain(&mut server_events);
+
+    // The client runs again, with another key: accepted at once.
+    let second = client_with("client", &Identity::generate().unwrap()).await;
+    let to_server = within("the restarted client", second.connect(addr))
+        .await
+        .expect("a new key for a name without a connection is accepted");
+
+    // The server's application gets the old session back, whole; its receipts fail.
+    let (unacked, reason) = wait_session_lost(&mut server_events, "SessionLost").await;
+    assert_handed_back(&mut checker, &unacked, reason);
+    for receipt in &receipts {
+        let result = within("receipt", receipt.delivered()).await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::SessionLost {
+                    reason: LostReason::KeyChanged
+                })
+            ),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        at_server.stats().generation,
+        generation + 1,
+        "a new session"
+    );
+    // Nothing of the old session reached the new key: after a round trip in the new session its
+    // inbox holds only what was sent in it.
+    let receipt = at_server.send(&"new session").await.unwrap();
+    within("delivery", receipt.delivered()).await.unwrap();
+    let got = to_server.read_all_bytes();
+    assert_eq!(got.len(), 1, "only the new session's message");
+    assert_eq!(
+        networkio::codec::decode::<String>(&got[0]).unwrap(),
+        "new session"
+    );
+    deliver_one(&to_server, &server, "client", "second run").await;
+    second.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_server_returns_with_a_new_key_starts_afresh_under_the_open_policy() {
+    // The dialing side applies the same rule: its session with a server that came back with a
+    // new key (no key file) ends, and the redial carries on in a fresh session.
+    const QUEUED: usize = 20;
+    let server = server_with(TrustPolicy::Open).await;
+    let switch = Switch::start(server.local_addrs()[0]).await;
+    let client = client_with("client", &Identity::generate().unwrap()).await;
+    let mut client_events = client.events();
+    let to_server = within("connect", client.connect(switch.addr))
+        .await
+        .unwrap();
+    deliver_one(&to_server, &server, "client", "before").await;
+
+    // The server goes away; the client queues while it cannot reach anything.
+    switch.point_to(SocketAddr::from(([127, 0, 0, 1], 1)));
+    switch.cut();
+    server.abort().await;
+    eventually("the client to see the break", || {
+        to_server.state() != ConnectionState::Connected
+    })
+    .await;
+    let mut checker = Checker::default();
+    let mut receipts = Vec::new();
+    for _ in 0..QUEUED {
+        let msg = checker.next_message("client", "server", 16);
+        receipts.push(to_server.send(&msg).await.unwrap().into_owned());
+    }
+    drain(&mut client_events);
+
+    // A new server process, with a new key, under the same name and address.
+    let again = server_with(TrustPolicy::Open).await;
+    switch.point_to(again.local_addrs()[0]);
+    let (unacked, reason) = wait_session_lost(&mut client_events, "SessionLost").await;
+    assert_eq!(reason, LostReason::KeyChanged);
+    for payload in &unacked {
+        let msg = networkio::codec::decode::<Msg>(payload).unwrap();
+        assert_eq!(msg.to, "server");
+        checker.received(&msg);
+    }
+    checker.assert_exactly_once_in_order();
+    wait_event(&mut client_events, "the fresh session", |e| {
+        matches!(e, Event::Connected { resumed: false, .. })
+    })
+    .await;
+    // The new server got none of them; what is sent now reaches it.
+    deliver_one(&to_server, &again, "client", "after").await;
+    client.shutdown().await;
+    again.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusals_reach_the_application_with_their_reason_and_a_flood_stays_bounded() {
+    const MAX: usize = 4;
+    const TRIES: usize = 10;
+    let listed = Identity::generate().unwrap();
+    let server = Node::builder("server")
+        .listen("127.0.0.1:0")
+        .trust(allowlist(&[("client", listed.public_key())]))
+        .max_queued_refusals(MAX)
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let mut events = server.events();
+    let mut keys = Vec::new();
+    for _ in 0..=TRIES {
+        let identity = Identity::generate().unwrap();
+        keys.push(identity.public_key());
+        let stranger = client_with("stranger", &identity).await;
+        let reason = assert_unauthorized(within("refusal", stranger.connect(addr)).await);
+        // The refused side learns which rule refused it, not the listener's details.
+        assert_eq!(reason, "stranger: not on the allowlist with this key");
+        stranger.shutdown().await;
+        if keys.len() == TRIES {
+            // The first MAX are queued with their details; the last of them counts the rest.
+            let seen = drain(&mut events);
+            assert_eq!(seen.len(), MAX, "{:?}", kinds(&seen));
+            for (i, event) in seen.iter().enumerate() {
+                let Event::Refused {
+                    addr: from,
+                    name,
+                    key,
+                    reason,
+                    suppressed,
+                } = event
+                else {
+                    panic!("expected Refused, got {event:?}");
+                };
+                assert_eq!(from.ip(), addr.ip());
+                assert_eq!(name.as_deref(), Some("stranger"));
+                assert_eq!(*key, Some(keys[i]));
+                assert_eq!(*reason, RefusalReason::NotAllowlisted);
+                let expected = if i == MAX - 1 { TRIES - MAX } else { 0 };
+                assert_eq!(*suppressed, expected as u64);
+            }
+        }
+    }
+    // Taking them made room: the next refusal is queued again.
+    let seen = drain(&mut events);
+    assert!(
+        matches!(&seen[..], [Event::Refused { key: Some(k), suppressed: 0, .. }] if *k == keys[TRIES]),
+        "{seen:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refusal_at_the_connection_limit_is_reported_without_a_name() {
+    let server = Node::builder("server")
+        .listen("127.0.0.1:0")
+        .max_connections(1)
+        .start()
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let mut events = server.events();
+    let client = client_with("client", &Identity::generate().unwrap()).await;
+    let _peer = within("connect", client.connect(addr)).await.unwrap();
+    // One more socket: refused at once, before any handshake.
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let mut sink = Vec::new();
+    let _ = within("the refused socket to close", extra.read_to_end(&mut sink)).await;
+    let event = wait_event(&mut events, "Refused", |e| {
+        matches!(e, Event::Refused { .. })
+    })
+    .await;
+    let Event::Refused {
+        addr: from,
+        name,
+        key,
+        reason,
+        ..
+    } = event
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, extra.local_addr().unwrap());
+    assert_eq!((name, key), (None, None));
+    assert_eq!(reason, RefusalReason::ConnectionLimit);
+    client.shutdown().await;
     server.shutdown().await;
 }

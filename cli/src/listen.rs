@@ -30,8 +30,10 @@ Each received message is printed on stdout as one line:
 
 in the order each peer sent them, every line flushed as soon as it is written. Inside MESSAGE \
 a backslash is written as `\\\\`, a newline as `\\n` and a tab as `\\t`, so every message is \
-exactly one line. Nothing else is ever written to stdout. Connections, disconnections and \
-lost sessions are logged on stderr at info level (RUST_LOG=info).
+exactly one line. Nothing else is ever written to stdout. Each refused connection is reported \
+on stderr as `refused NAME from ADDR: REASON` (at most 10 lines a second; the rest are \
+counted in a `N more refusals suppressed` line). Connections, disconnections and lost \
+sessions are logged on stderr at info level (RUST_LOG=info).
 
 Runs until SIGINT or SIGTERM, then shuts the node down gracefully (waiting up to 5 s for \
 echoes to be acknowledged), prints the messages still unread and exits with status 0. \
@@ -114,6 +116,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let (printer, writer) = Printer::start()?;
     let stdout_failed = CancellationToken::new();
     let mut readers: HashMap<String, Reader> = HashMap::new();
+    let refusals = crate::refusals::Reporter::start();
     let mut events = node.events();
     loop {
         let event = tokio::select! {
@@ -149,6 +152,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                     "session lost"
                 );
             }
+            Some(Event::Refused {
+                addr,
+                name,
+                key,
+                reason,
+                suppressed,
+            }) => refusals.refused(addr, name.as_deref(), key, reason, suppressed),
             Some(_) => {}
         }
     }

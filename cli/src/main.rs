@@ -12,6 +12,7 @@ mod limits;
 mod listen;
 mod metrics;
 mod output;
+mod refusals;
 mod security;
 mod send;
 

@@ -50,10 +50,10 @@ timeout, if the peer makes no room for a message within the timeout, if the mess
 not all acknowledged (or, with --print-replies, not all replied to) within the timeout after \
 the input ends, or if a message is larger than --max-message. Connection attempts are \
 retried until the timeout, except after a refusal: the peer's trust policy does not accept \
-our name and key, ours (--trust, --known-peers) does not accept the peer's, or the two \
-sides disagree on TLS (--insecure-plaintext on one side only). A refusal is not transient: \
-it fails at once, with the reason. Exits with status 2 on a usage error (e.g. an invalid \
-ID, an ADDR without its port), at once.")]
+our name and key, another process holds our name there, ours (--trust, --known-peers) does \
+not accept the peer's, or the two sides disagree on TLS (--insecure-plaintext on one side \
+only). A refusal fails at once, with the peer's reason and what to do about it. Exits with \
+status 2 on a usage error (e.g. an invalid ID, an ADDR without its port), at once.")]
 pub(crate) struct Args {
     /// This node's name: 1 to 128 ASCII letters, digits and `- _ . : @`.
     #[arg(long, value_name = "ID", value_parser = crate::args::node_name)]
@@ -251,12 +251,12 @@ fn refusal(error: &networkio::Error, to: &str) -> Option<String> {
         networkio::Error::Unauthorized(_) => Some(format!(
             "refused the node at {to}: {error} (see --trust and --known-peers)"
         )),
-        networkio::Error::Link(LinkError::ClosedByPeer {
-            code: CloseCode::Unauthorized,
-            ..
-        }) => Some(format!(
-            "{to} refused us: {error} (is our name and --key in its trust file?)"
-        )),
+        networkio::Error::Link(LinkError::ClosedByPeer { code, .. })
+            if crate::refusals::hint(*code).is_some() =>
+        {
+            let hint = crate::refusals::hint(*code).unwrap_or_default();
+            Some(format!("{to} refused us: {error} ({hint})"))
+        }
         networkio::Error::Link(LinkError::ClosedByPeer {
             code: CloseCode::BadHello | CloseCode::UnsupportedVersion,
             ..

@@ -287,7 +287,10 @@ async fn known_peers_trusts_the_first_key_and_then_only_that_one() {
     let started = Instant::now();
     let (status, stderr) = send_as_x(&key_b, &listener.addr, "impostor").await;
     assert_one_error_line(status, &stderr);
-    assert!(stderr.contains("unauthorized"), "{stderr}");
+    assert!(
+        stderr.contains("known peers record another key for this name"),
+        "{stderr}"
+    );
     assert!(started.elapsed() < Duration::from_secs(15), "fails at once");
     let (status, stderr) = send_as_x(&key_a, &listener.addr, "second").await;
     assert!(status.success(), "send failed: {stderr}");

@@ -1,5 +1,6 @@
 //! The blocking notification queue and its events.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -7,7 +8,9 @@ use bytes::Bytes;
 use super::Peer;
 use super::wait::{block_on, block_on_until, deadline_in};
 use crate::error::{Error, Result};
+use crate::proto::admission::RefusalReason;
 use crate::proto::session::LostReason;
+use crate::security::PublicKey;
 
 /// Something the application should react to: the blocking twin of [`crate::Event`], with the
 /// same meaning for each variant, carrying blocking [`Peer`] handles.
@@ -52,6 +55,19 @@ pub enum Event {
         /// Why the session ended.
         reason: LostReason,
     },
+    /// The node refused a connection during its handshake; see [`crate::Event::Refused`].
+    Refused {
+        /// The remote address of the refused connection.
+        addr: SocketAddr,
+        /// The name its HELLO claimed; `None` if it was refused before its HELLO.
+        name: Option<String>,
+        /// The key it proved in TLS; `None` before TLS completed, or in plaintext mode.
+        key: Option<PublicKey>,
+        /// Why it was refused.
+        reason: RefusalReason,
+        /// Refusals after this one that were not queued; see [`crate::Event::Refused`].
+        suppressed: u64,
+    },
 }
 
 impl From<crate::Event> for Event {
@@ -79,6 +95,19 @@ impl From<crate::Event> for Event {
                 peer: peer.into(),
                 unacked,
                 reason,
+            },
+            crate::Event::Refused {
+                addr,
+                name,
+                key,
+                reason,
+                suppressed,
+            } => Event::Refused {
+                addr,
+                name,
+                key,
+                reason,
+                suppressed,
             },
         }
     }

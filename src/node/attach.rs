@@ -12,22 +12,25 @@ use super::driver::Origin;
 use super::events::Kind;
 use super::peer::{ConnectionState, Ended, PeerCore, PeerInner};
 use super::stats::NodeCounters;
-use crate::proto::session::LinkId;
+use crate::proto::admission::{Binding, binding};
+use crate::proto::session::{LinkId, LostReason};
 use crate::proto::{PeerHello, SessionEvent};
-use crate::security::PublicKey;
+use crate::security::{PublicKey, Security};
 
 /// Why a connection was not attached to its peer's session.
 #[derive(Debug)]
 pub(crate) enum Refusal {
     /// Crossed connections: the other one is kept.
     Crossed,
-    /// The name is bound to another key by a live session.
-    KeyMismatch,
+    /// Another key holds the name; `live`: by a connection (else by a session that outlives
+    /// its connections, where the policy pins names).
+    NameInUse { live: bool },
 }
 
-/// Attaches the connection to the peer's session, unless the session is bound to another key
-/// or the crossed-connection rule keeps the existing connection. Returns the link and the
-/// notifier that wakes this connection's driver.
+/// Attaches the connection to the peer's session, unless the key binding refuses it (see
+/// [`binding`]) or the crossed-connection rule keeps the existing connection. Under the open
+/// policy, a session bound to another key and without a connection is ended first. Returns the
+/// link and the notifier that wakes this connection's driver.
 pub(crate) fn attach(
     shared: &NodeShared,
     peer: &Arc<PeerInner>,
@@ -37,10 +40,28 @@ pub(crate) fn attach(
     origin: Origin,
     deadline: Instant,
 ) -> Result<(LinkId, Arc<Notify>), Refusal> {
-    if core.peer_key.is_some() && core.peer_key != key {
-        // A session id or a name is a selector, never a credential: only the key that created
-        // the session may continue it. The session is not touched.
-        return Err(Refusal::KeyMismatch);
+    // A session id or a name is a selector, never a credential: only the key that created the
+    // session may continue it.
+    let live = core.session.link_id().is_some();
+    let pins_names = match &shared.security {
+        Security::Tls(configs) => configs.trust.pins_names(),
+        Security::InsecurePlaintext => true,
+    };
+    match binding(core.peer_key.as_ref(), key.as_ref(), live, pins_names) {
+        Binding::Attach => {}
+        // The session is not touched.
+        Binding::Refuse => return Err(Refusal::NameInUse { live }),
+        Binding::EndThenAttach => {
+            tracing::info!(
+                node = %shared.name,
+                peer = %hello.name,
+                "another key claims the name of a session without a connection: ending it"
+            );
+            // Everything unacknowledged is handed back to the application now, before the new
+            // key's link exists: none of it can be sent to that key.
+            core.session.end(Instant::now(), LostReason::KeyChanged);
+            apply_events(shared, peer, core);
+        }
     }
     let dialed_by_us = origin == Origin::Dialed;
     if core.session.link_id().is_some() && core.link_dialed_by_us != dialed_by_us {

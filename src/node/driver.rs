@@ -8,6 +8,7 @@
 //! shutdown.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use super::peer::{ConnectionState, Peer, PeerCore, PeerInner};
 use super::stats::{NodeCounters, Refused};
 use super::transport::{self, Slot, TlsFailure, Transport};
 use crate::error::{Error, Result};
+use crate::proto::admission::RefusalReason;
 use crate::proto::session::LinkId;
 use crate::proto::{CloseCode, Frame, Handshake, LinkError, PeerHello, frame};
 use crate::security::{PublicKey, Security};
@@ -65,9 +67,10 @@ pub(crate) enum End {
     Aborted,
     /// The TLS handshake failed.
     Tls(String),
-    /// The trust policy (or the key binding of a live session) refused the peer: what the peer
+    /// The trust policy (or the key binding of a session) refused the peer: why, what the peer
     /// is told, and the details for our side.
     Unauthorized {
+        reason: RefusalReason,
         told: String,
         detail: String,
     },
@@ -81,7 +84,7 @@ impl End {
     fn close_code(&self) -> Option<CloseCode> {
         match self {
             End::Io(_) | End::Eof | End::Aborted | End::Tls(_) => None,
-            End::Unauthorized { .. } => Some(CloseCode::Unauthorized),
+            End::Unauthorized { reason, .. } => Some(reason.close_code()),
             End::Busy | End::Evicted => Some(CloseCode::Busy),
             End::Link(e) => e.close_code(),
             End::Replaced | End::Crossed => Some(CloseCode::Replaced),
@@ -204,6 +207,10 @@ async fn run_connection(
 ) -> Outcome {
     // Frames are batched per write by the loop, so Nagle would only add latency.
     let _ = tcp.set_nodelay(true);
+    // For reporting refusals. (A socket already reset has no address; it fails before any.)
+    let addr = tcp
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     // One absolute deadline covers TLS, HELLO and SESSION: trickling bytes does not extend it.
     let hs = Handshake::new(
         Instant::now(),
@@ -212,7 +219,9 @@ async fn run_connection(
         &shared.config.protocol,
     );
     match &shared.security {
-        Security::InsecurePlaintext => run_over(shared, tcp, None, hs, origin, ready, slot).await,
+        Security::InsecurePlaintext => {
+            run_over(shared, tcp, (addr, None), hs, origin, ready, slot).await
+        }
         Security::Tls(configs) => {
             let deadline = tokio::time::Instant::from_std(hs.deadline());
             let evicted = evicted(&slot);
@@ -230,7 +239,7 @@ async fn run_connection(
                 Ok(Err(TlsFailure::Tls(reason))) => Outcome::failed(End::Tls(reason)),
                 Ok(Err(TlsFailure::Io(e))) => Outcome::failed(End::Io(e)),
                 Ok(Ok((stream, key))) => {
-                    run_over(shared, stream, Some(key), hs, origin, ready, slot).await
+                    run_over(shared, stream, (addr, Some(key)), hs, origin, ready, slot).await
                 }
             }
         }
@@ -245,11 +254,12 @@ async fn evicted(slot: &Option<Slot>) {
     }
 }
 
-/// The connection after TLS (if any): HELLO, trust, attachment, then the session loop.
+/// The connection after TLS (if any): HELLO, trust, attachment, then the session loop. `remote`
+/// is the peer's address and the key it proved in TLS.
 async fn run_over<S: Transport>(
     shared: &Arc<NodeShared>,
     mut stream: S,
-    key: Option<PublicKey>,
+    remote: (SocketAddr, Option<PublicKey>),
     mut hs: Handshake,
     origin: Origin,
     ready: &mut Option<oneshot::Sender<Result<Peer>>>,
@@ -285,19 +295,29 @@ async fn run_over<S: Transport>(
         return conn.finish(stream, None, false, shared.closing_end()).await;
     }
     tracing::Span::current().record("peer", hello.name.as_str());
+    let (addr, key) = remote;
+    let refused = |reason| shared.events.refused(addr, Some(&hello.name), key, reason);
     let Some(peer) = shared.peer_entry(&hello.name) else {
+        refused(RefusalReason::SessionLimit);
         return conn.finish(stream, None, false, End::Busy).await;
     };
     // After the session cap, so a known-peers file records only names the node can take.
     if let (Some(key), Security::Tls(configs)) = (&key, &shared.security) {
-        if let Err(reason) = configs.trust.authorize(&hello.name, key) {
-            // The details (file paths, pinned keys) stay in our log; the peer learns only that
-            // its key may not use that name.
-            tracing::info!(node = %shared.name, peer = %hello.name, %key, %reason, "refused");
+        if let Err((reason, detail)) = configs.trust.authorize(&hello.name, key) {
+            // The details (file paths, pinned keys) stay in our log; the peer learns which rule
+            // refused it.
+            if reason == RefusalReason::KnownPeersUnwritable {
+                // Our own failure, which only the operator can fix.
+                tracing::warn!(node = %shared.name, peer = %hello.name, %key, %detail, "refused");
+            } else {
+                tracing::debug!(node = %shared.name, peer = %hello.name, %key, %detail, "refused");
+            }
+            refused(reason);
             shared.forget_if_unused(&peer);
             let end = End::Unauthorized {
-                told: format!("key not authorized for {}", hello.name),
-                detail: reason,
+                reason,
+                told: format!("{}: {reason}", hello.name),
+                detail,
             };
             return conn.finish(stream, None, false, end).await;
         }
@@ -312,12 +332,20 @@ async fn run_over<S: Transport>(
             shared.forget_if_unused(&peer);
             let end = match refusal {
                 Refusal::Crossed => End::Crossed,
-                Refusal::KeyMismatch => {
-                    let reason =
-                        format!("{} is bound to another key by a live session", hello.name);
+                Refusal::NameInUse { live } => {
+                    refused(RefusalReason::NameInUse);
+                    let told = if live {
+                        format!(
+                            "{} is in use by another key on a live connection",
+                            hello.name
+                        )
+                    } else {
+                        format!("{} is bound to another key by a live session", hello.name)
+                    };
                     End::Unauthorized {
-                        told: reason.clone(),
-                        detail: reason,
+                        reason: RefusalReason::NameInUse,
+                        told: told.clone(),
+                        detail: told,
                     }
                 }
             };

@@ -4,8 +4,12 @@
 //! The queue holds markers `(peer, kind)`, at most one per pair. The event itself is built when
 //! the application receives it, from the peer's state at that moment: a `Delivered` reports the
 //! latest acknowledgement, a `SessionLost` hands over everything handed back so far.
+//!
+//! Refused handshakes come from strangers as much as from peers, so they cannot be coalesced per
+//! peer: at most `max_queued_refusals` wait in the queue, and the ones beyond are only counted.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +17,9 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::peer::{Peer, PeerInner};
+use crate::proto::admission::RefusalReason;
 use crate::proto::session::LostReason;
+use crate::security::PublicKey;
 
 /// Something the application should react to. Events are notifications: they say *that*
 /// something happened; the data stays with the [`Peer`] until the application reads it.
@@ -65,6 +71,34 @@ pub enum Event {
         /// Why the session ended.
         reason: LostReason,
     },
+    /// The node refused a connection during its handshake: its trust policy, the key binding
+    /// of a session, or one of its limits. The refused side was told `reason`; no session was
+    /// touched. At most [`NodeConfig::max_queued_refusals`](crate::NodeConfig) refusals wait in
+    /// the queue: beyond that, refusals are counted in the last queued one's `suppressed`, so a
+    /// flood of refused connections cannot grow the queue.
+    Refused {
+        /// The remote address of the refused connection.
+        addr: SocketAddr,
+        /// The name its HELLO claimed; `None` if it was refused before its HELLO.
+        name: Option<String>,
+        /// The key it proved in TLS; `None` before TLS completed, or in plaintext mode.
+        key: Option<PublicKey>,
+        /// Why it was refused.
+        reason: RefusalReason,
+        /// Refusals after this one that were not queued because the queue held as many as it
+        /// may; they are not reported otherwise.
+        suppressed: u64,
+    },
+}
+
+/// A refused handshake waiting in the queue.
+#[derive(Debug)]
+struct Refusal {
+    addr: SocketAddr,
+    name: Option<String>,
+    key: Option<PublicKey>,
+    reason: RefusalReason,
+    suppressed: u64,
 }
 
 /// Event kinds, one bit each in a peer's pending mask.
@@ -77,19 +111,68 @@ pub(crate) enum Kind {
     SessionLost = 16,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct EventQueue {
     queue: Mutex<Queue>,
     notify: Notify,
+    max_refusals: usize,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    markers: VecDeque<(Arc<PeerInner>, Kind)>,
+    markers: VecDeque<Marker>,
+    /// The refusals that `Marker::Refused` entries stand for, in the same order.
+    refusals: VecDeque<Refusal>,
     closed: bool,
 }
 
+#[derive(Debug)]
+enum Marker {
+    Peer(Arc<PeerInner>, Kind),
+    Refused,
+}
+
 impl EventQueue {
+    /// A queue that holds at most `max_refusals` refusals.
+    pub(crate) fn new(max_refusals: usize) -> EventQueue {
+        EventQueue {
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            max_refusals,
+        }
+    }
+
+    /// Reports a refused handshake: logged, and queued as an [`Event::Refused`] if the queue
+    /// has room for it, else counted in the last one queued.
+    pub(crate) fn refused(
+        &self,
+        addr: SocketAddr,
+        name: Option<&str>,
+        key: Option<PublicKey>,
+        reason: RefusalReason,
+    ) {
+        // Debug only: the event is the report; a flood of refusals must not flood the log.
+        tracing::debug!(%addr, name, reason = reason.label(), "handshake refused");
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.closed {
+            return;
+        }
+        if queue.refusals.len() < self.max_refusals {
+            queue.refusals.push_back(Refusal {
+                addr,
+                name: name.map(str::to_owned),
+                key,
+                reason,
+                suppressed: 0,
+            });
+            queue.markers.push_back(Marker::Refused);
+            drop(queue);
+            self.notify.notify_one();
+        } else if let Some(last) = queue.refusals.back_mut() {
+            last.suppressed = last.suppressed.saturating_add(1);
+        }
+    }
+
     /// Queues `kind` for `peer` unless one is already waiting.
     pub(crate) fn push(&self, peer: &Arc<PeerInner>, kind: Kind) {
         let bit = kind as u8;
@@ -100,7 +183,7 @@ impl EventQueue {
         if queue.closed {
             return;
         }
-        queue.markers.push_back((peer.clone(), kind));
+        queue.markers.push_back(Marker::Peer(peer.clone(), kind));
         drop(queue);
         self.notify.notify_one();
     }
@@ -115,8 +198,21 @@ impl EventQueue {
     fn pop(&self) -> Result<Option<Event>, Closed> {
         loop {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            let Some((peer, kind)) = queue.markers.pop_front() else {
-                return if queue.closed { Err(Closed) } else { Ok(None) };
+            let (peer, kind) = match queue.markers.pop_front() {
+                Some(Marker::Peer(peer, kind)) => (peer, kind),
+                Some(Marker::Refused) => match queue.refusals.pop_front() {
+                    Some(r) => {
+                        return Ok(Some(Event::Refused {
+                            addr: r.addr,
+                            name: r.name,
+                            key: r.key,
+                            reason: r.reason,
+                            suppressed: r.suppressed,
+                        }));
+                    }
+                    None => continue,
+                },
+                None => return if queue.closed { Err(Closed) } else { Ok(None) },
             };
             drop(queue);
             peer.pending_events

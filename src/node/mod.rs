@@ -69,6 +69,10 @@ pub struct NodeConfig {
     pub metrics: bool,
     /// How often the node records its statistics with the `metrics` facade. Default 1 s.
     pub metrics_interval: Duration,
+    /// Most [`Event::Refused`] waiting in the event queue; further refusals are only counted
+    /// (in the last one's `suppressed`) until the application takes some. 0 reports none.
+    /// Default 64.
+    pub max_queued_refusals: usize,
 }
 
 impl Default for NodeConfig {
@@ -84,6 +88,7 @@ impl Default for NodeConfig {
             shutdown_linger: Duration::from_secs(5),
             metrics: true,
             metrics_interval: export::DEFAULT_INTERVAL,
+            max_queued_refusals: 64,
         }
     }
 }
@@ -204,6 +209,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Most refused handshakes waiting in the event queue as [`Event::Refused`] (default 64;
+    /// beyond it they are counted, not queued; 0 reports none).
+    pub fn max_queued_refusals(mut self, max: usize) -> Self {
+        self.config.max_queued_refusals = max;
+        self
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: NodeConfig) -> Self {
         self.config = config;
@@ -320,6 +332,7 @@ impl NodeBuilder {
             .iter()
             .map(TcpListener::local_addr)
             .collect::<std::io::Result<Vec<_>>>()?;
+        let max_queued_refusals = self.config.max_queued_refusals;
         let shared = Arc::new(NodeShared {
             name: self.name,
             incarnation: new_incarnation(),
@@ -330,7 +343,7 @@ impl NodeBuilder {
             config: self.config,
             peers: Mutex::new(HashMap::new()),
             last_reclaim: Mutex::new(None),
-            events: Arc::new(EventQueue::default()),
+            events: Arc::new(EventQueue::new(max_queued_refusals)),
             closing: CancellationToken::new(),
             closed: CancellationToken::new(),
             aborted: std::sync::atomic::AtomicBool::new(false),

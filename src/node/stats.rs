@@ -9,20 +9,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::driver::End;
+use crate::proto::admission::RefusalReason;
 use crate::proto::{CloseCode, LinkError, SessionCounters};
 
 /// Why a connection ended before its session was established, as counted in
-/// [`HandshakeRefusals`]. The label is the `reason` of the `networkio_handshakes_refused_total`
-/// metric.
+/// [`HandshakeRefusals`]: this node's refusals (a [`RefusalReason`]), then the other ways a
+/// handshake fails. The label is the `reason` of the `networkio_handshakes_refused_total` metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
-    /// The trust policy refused the peer's key for its name, or the name is bound to another
-    /// key by a live session.
-    Unauthorized,
-    /// The node holds as many sessions as it may.
-    SessionLimit,
-    /// The node holds as many connections as it may (refused at accept).
-    ConnectionLimit,
+    /// This node refused the peer (trust policy, key binding, caps).
+    Us(RefusalReason),
     /// Both sides dialed each other; the other connection was kept (by our decision or, by the
     /// same rule, the peer's).
     Crossed,
@@ -38,25 +34,26 @@ pub(crate) enum Refused {
     ByPeer,
 }
 
-impl Refused {
-    const ALL: [Refused; 9] = [
-        Refused::Unauthorized,
-        Refused::SessionLimit,
-        Refused::ConnectionLimit,
-        Refused::Crossed,
-        Refused::Evicted,
-        Refused::Timeout,
-        Refused::Protocol,
-        Refused::Tls,
-        Refused::ByPeer,
-    ];
+/// Counters kept besides one per [`RefusalReason`].
+const OTHERS: [Refused; 6] = [
+    Refused::Crossed,
+    Refused::Evicted,
+    Refused::Timeout,
+    Refused::Protocol,
+    Refused::Tls,
+    Refused::ByPeer,
+];
 
+/// Number of refusal counters: one per [`RefusalReason`], then [`OTHERS`].
+const REFUSED_COUNTERS: usize = RefusalReason::ALL.len() + OTHERS.len();
+
+impl Refused {
     /// The reason a connection that never established its session ended with, if it was a
     /// refusal (an I/O error, an EOF or a shutdown is not).
     pub(crate) fn of(end: &End) -> Option<Refused> {
         Some(match end {
-            End::Unauthorized { .. } => Refused::Unauthorized,
-            End::Busy => Refused::SessionLimit,
+            End::Unauthorized { reason, .. } => Refused::Us(*reason),
+            End::Busy => Refused::Us(RefusalReason::SessionLimit),
             End::Crossed => Refused::Crossed,
             End::Evicted => Refused::Evicted,
             End::Tls(_) => Refused::Tls,
@@ -80,19 +77,32 @@ impl Refused {
     }
 
     fn index(self) -> usize {
-        self as usize
+        match self {
+            Refused::Us(reason) => RefusalReason::ALL
+                .iter()
+                .position(|r| *r == reason)
+                .unwrap_or(0),
+            other => {
+                RefusalReason::ALL.len() + OTHERS.iter().position(|r| *r == other).unwrap_or(0)
+            }
+        }
     }
 }
 
 /// Connections that ended before their session was established, by reason. Counted on both
-/// sides: a listener counts the peers it refused, a dialer counts `by_peer` when the listener
-/// refused it.
+/// sides: a listener counts the peers it refused (one field per [`RefusalReason`]), a dialer
+/// counts `by_peer` when the listener refused it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HandshakeRefusals {
-    /// The trust policy refused the key for its name, or the name is bound to another key by a
-    /// live session (`unauthorized`).
-    pub unauthorized: u64,
+    /// The allowlist has no entry for the name with that key (`not_allowlisted`).
+    pub not_allowlisted: u64,
+    /// The known-peers file records another key for the name (`known_peer_mismatch`).
+    pub known_peer_mismatch: u64,
+    /// A new key could not be recorded in the known-peers file (`known_peers_unwritable`).
+    pub known_peers_unwritable: u64,
+    /// Another key holds the name (`name_in_use`).
+    pub name_in_use: u64,
     /// The session cap was reached (`session_limit`).
     pub session_limit: u64,
     /// The connection cap was reached (`connection_limit`).
@@ -108,18 +118,31 @@ pub struct HandshakeRefusals {
     /// The TLS handshake failed (`tls`).
     pub tls: u64,
     /// The peer closed the connection with a reason during the handshake (`by_peer`): it
-    /// refused us (unauthorized, busy, a protocol error). Crossed connections and a peer
-    /// shutting down are not counted here.
+    /// refused us (not authorized, name in use, busy, a protocol error). Crossed connections
+    /// and a peer shutting down are not counted here.
     pub by_peer: u64,
 }
 
 impl HandshakeRefusals {
-    /// Every count with its label (the `reason` label of the metric), in a fixed order.
+    /// Every count with its label (the `reason` label of the metric; for this node's own
+    /// refusals, [`RefusalReason::label`]), in a fixed order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
         [
-            ("unauthorized", self.unauthorized),
-            ("session_limit", self.session_limit),
-            ("connection_limit", self.connection_limit),
+            (RefusalReason::NotAllowlisted.label(), self.not_allowlisted),
+            (
+                RefusalReason::KnownPeerMismatch.label(),
+                self.known_peer_mismatch,
+            ),
+            (
+                RefusalReason::KnownPeersUnwritable.label(),
+                self.known_peers_unwritable,
+            ),
+            (RefusalReason::NameInUse.label(), self.name_in_use),
+            (RefusalReason::SessionLimit.label(), self.session_limit),
+            (
+                RefusalReason::ConnectionLimit.label(),
+                self.connection_limit,
+            ),
             ("crossed", self.crossed),
             ("evicted", self.evicted),
             ("timeout", self.timeout),
@@ -188,7 +211,7 @@ pub(crate) struct NodeCounters {
     pub(crate) reconnects: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
-    refused: [AtomicU64; Refused::ALL.len()],
+    refused: [AtomicU64; REFUSED_COUNTERS],
 }
 
 fn to_array(c: &SessionCounters) -> [u64; SESSION_FIELDS] {
@@ -281,10 +304,14 @@ impl NodeCounters {
                 .get(r.index())
                 .map_or(0, |c| c.load(Ordering::Relaxed))
         };
+        let us = |r: RefusalReason| load(Refused::Us(r));
         HandshakeRefusals {
-            unauthorized: load(Refused::Unauthorized),
-            session_limit: load(Refused::SessionLimit),
-            connection_limit: load(Refused::ConnectionLimit),
+            not_allowlisted: us(RefusalReason::NotAllowlisted),
+            known_peer_mismatch: us(RefusalReason::KnownPeerMismatch),
+            known_peers_unwritable: us(RefusalReason::KnownPeersUnwritable),
+            name_in_use: us(RefusalReason::NameInUse),
+            session_limit: us(RefusalReason::SessionLimit),
+            connection_limit: us(RefusalReason::ConnectionLimit),
             crossed: load(Refused::Crossed),
             evicted: load(Refused::Evicted),
             timeout: load(Refused::Timeout),

@@ -126,9 +126,16 @@ pub enum CloseCode {
     Busy,
     /// The session expired.
     SessionExpired,
-    /// The peer's key may not use the name it claims (trust policy, or a live session bound to
-    /// another key).
+    /// The trust policy does not accept the connection's key for the name it claims (an
+    /// allowlist has no such entry).
     Unauthorized,
+    /// Another key holds the name with a live connection (key binding).
+    NameInUse,
+    /// The node has recorded another key for the name (known peers).
+    KeyMismatch,
+    /// The node could not record the key for the name (its known-peers file is not writable):
+    /// the refusing node's own failure.
+    TrustStoreFailed,
     /// A code this implementation does not know (kept so it can be reported).
     Other(u16),
 }
@@ -148,6 +155,9 @@ impl CloseCode {
             CloseCode::Busy => 8,
             CloseCode::SessionExpired => 9,
             CloseCode::Unauthorized => 10,
+            CloseCode::NameInUse => 11,
+            CloseCode::KeyMismatch => 12,
+            CloseCode::TrustStoreFailed => 13,
             CloseCode::Other(v) => v,
         }
     }
@@ -166,6 +176,9 @@ impl CloseCode {
             8 => CloseCode::Busy,
             9 => CloseCode::SessionExpired,
             10 => CloseCode::Unauthorized,
+            11 => CloseCode::NameInUse,
+            12 => CloseCode::KeyMismatch,
+            13 => CloseCode::TrustStoreFailed,
             other => CloseCode::Other(other),
         }
     }
@@ -185,6 +198,9 @@ impl std::fmt::Display for CloseCode {
             CloseCode::Busy => "busy",
             CloseCode::SessionExpired => "session expired",
             CloseCode::Unauthorized => "unauthorized",
+            CloseCode::NameInUse => "name in use",
+            CloseCode::KeyMismatch => "key mismatch",
+            CloseCode::TrustStoreFailed => "trust store failed",
             CloseCode::Other(v) => return write!(f, "close code {v}"),
         };
         f.write_str(name)

@@ -22,6 +22,7 @@
     )
 )]
 
+pub mod admission;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -77,6 +77,10 @@ pub enum LostReason {
     PeerShutdown,
     /// No connection for longer than the session expiry.
     Expired,
+    /// Another key claimed the peer's name while no connection served the session, and the
+    /// trust policy does not pin names to keys (the open policy): most likely the peer restarted
+    /// with a new key. The session was ended before that key could see anything of it.
+    KeyChanged,
 }
 
 #[derive(Debug)]
@@ -443,6 +447,16 @@ impl Session {
             ),
         });
         id
+    }
+
+    /// Ends the current session generation at the driver's request (see
+    /// [`LostReason::KeyChanged`]): everything unacknowledged is handed back in a
+    /// [`SessionEvent::Lost`] and numbering restarts, so no later link can resume it. A link
+    /// still attached is detached (its driver sees [`Session::link_id`] change). The inbox
+    /// (messages already received) is kept for the application.
+    pub fn end(&mut self, now: Instant, reason: LostReason) {
+        self.detach(now);
+        self.lose(now, reason);
     }
 
     /// The connection of the current link is gone (I/O error, EOF, replaced). The session waits

@@ -5,7 +5,9 @@
 //! wait for the first of: socket readable (always: flow control keeps the peer within the
 //! inbox, so reading never needs to pause and acknowledgements are never stuck), socket writable
 //! (only with bytes pending), a wake-up from a `Peer` handle, the session's next timer, or
-//! shutdown.
+//! shutdown. Before it waits, while the session holds an acknowledgement back for more input to
+//! coalesce with, it checks without waiting whether more input is there: if not, the input is
+//! drained, and the session is told so, which sends the acknowledgement at once.
 
 use std::io;
 use std::sync::Arc;
@@ -365,17 +367,24 @@ impl Conn {
         let (mut reader, mut writer) = tokio::io::split(stream);
         let mut established = false;
         let mut unflushed = false;
+        // Input was read since the last check for more (see the module docs).
+        let mut fresh = false;
+        // The socket had no more input: the session is told at the top of the loop.
+        let mut drained = false;
         loop {
             // Whether the session may have more to encode than the first slice took.
             let mut more;
             let woken = wake.notified();
             let now = Instant::now();
-            let timeout = {
+            let (timeout, held) = {
                 let mut core = peer.lock();
                 if core.session.link_id() != Some(link) {
                     return (established, End::Replaced);
                 }
                 let mut result = core.session.handle_input(now, &mut self.rbuf);
+                if std::mem::take(&mut drained) {
+                    core.session.input_drained();
+                }
                 if result.is_ok() && core.session.poll_timeout().is_some_and(|t| t <= now) {
                     result = core.session.handle_timeout(now);
                 }
@@ -397,7 +406,7 @@ impl Conn {
                         let _ = tx.send(Ok(Peer::from_inner(peer.clone())));
                     }
                 }
-                core.session.poll_timeout()
+                (core.session.poll_timeout(), core.session.ack_held())
             };
             // The rest of a batch is encoded a slice at a time, so that an application queueing
             // messages waits for the lock no longer than one slice takes.
@@ -410,6 +419,26 @@ impl Conn {
             }
             self.shrink_if_idle();
             let room = self.reserve_read();
+            // Only with nothing to write: a stream of input must not hold back our output.
+            if held && fresh && self.wbuf.is_empty() && !unflushed {
+                fresh = false;
+                // Polled once: ready if input is waiting, otherwise the ready branch is taken.
+                let read = tokio::select! {
+                    biased;
+                    read = reader.read_buf(&mut self.rbuf) => Some(read),
+                    () = std::future::ready(()) => None,
+                };
+                match read {
+                    None => drained = true,
+                    Some(Ok(0)) => return (established, End::Eof),
+                    Some(Ok(n)) => {
+                        self.after_read(n, room);
+                        fresh = true;
+                    }
+                    Some(Err(e)) => return (established, End::Io(e)),
+                }
+                continue;
+            }
             let sleep = timeout.map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = shared.closed.cancelled() => {
@@ -427,7 +456,10 @@ impl Conn {
                 () = evicted(slot) => return (established, End::Evicted),
                 read = reader.read_buf(&mut self.rbuf) => match read {
                     Ok(0) => return (established, End::Eof),
-                    Ok(n) => self.after_read(n, room),
+                    Ok(n) => {
+                        self.after_read(n, room);
+                        fresh = true;
+                    }
                     Err(e) => return (established, End::Io(e)),
                 },
                 written = write_or_flush(&mut writer, &mut self.wbuf), if !self.wbuf.is_empty() || unflushed => {

@@ -54,7 +54,8 @@
 //!   not that application has read it yet. Acknowledgements are cumulative: [`Receipt::delivered`]
 //!   (or [`OwnedReceipt::delivered`], for a receipt kept beyond its `Peer` handle's borrow)
 //!   resolves, and [`Event::Delivered`] reports the highest delivered sequence number. A message
-//!   sent on its own is acknowledged at once; while messages stream in, one acknowledgement covers
+//!   sent on its own, and the last of a burst, are acknowledged at once: a receiver with nothing
+//!   more to read acknowledges what it has. While messages stream in, one acknowledgement covers
 //!   many (per quarter of the inbox, or at most [`NodeBuilder::ack_delay`] later, default 1 ms).
 //! - **Nothing silent.** If the other side lost the session (it restarted, shut down, or the
 //!   session expired) the application gets [`Event::SessionLost`] with every unacknowledged

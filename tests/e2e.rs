@@ -597,3 +597,45 @@ async fn a_sender_far_ahead_of_its_acknowledgements_yields_now_and_then() {
     client.abort().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_end_of_a_burst_is_acknowledged_without_waiting_for_the_ack_delay() {
+    // Acknowledgements held back to coalesce with more input would wait an hour here: only
+    // the rule that a receiver with no more input acknowledges at once resolves the receipts of
+    // these bursts (100 messages, too many to be acknowledged as a few) in time.
+    for plaintext in [true, false] {
+        let builder = |name: &str| {
+            let builder = Node::builder(name).ack_delay(std::time::Duration::from_secs(3600));
+            if plaintext {
+                builder.insecure_plaintext()
+            } else {
+                builder
+            }
+        };
+        let server = builder("burst-rx")
+            .listen("127.0.0.1:0")
+            .start()
+            .await
+            .unwrap();
+        let client = builder("burst-tx").start().await.unwrap();
+        let peer = client.connect(server.local_addrs()[0]).await.unwrap();
+        for burst in 1..=3u64 {
+            // Queued in one go (this runtime has one thread), so they go out together.
+            let mut last = None;
+            for _ in 0..100 {
+                last = Some(peer.try_send_bytes(vec![0xab; 64]).unwrap());
+            }
+            let last = last.unwrap();
+            assert_eq!(last.seq(), burst * 100);
+            within("the acknowledgement of a burst", last.delivered())
+                .await
+                .unwrap();
+            // Delivered means in the receiving node's inbox: nothing was read yet.
+            let from = server.peer("burst-tx").unwrap();
+            assert_eq!(from.pending(), 100);
+            assert_eq!(from.read_all_bytes().len(), 100);
+        }
+        client.shutdown().await;
+        server.shutdown().await;
+    }
+}

@@ -5,7 +5,9 @@
 //! wait for the first of: socket readable (always: flow control keeps the peer within the
 //! inbox, so reading never needs to pause and acknowledgements are never stuck), socket writable
 //! (only with bytes pending), a wake-up from a `Peer` handle, the session's next timer, or
-//! shutdown.
+//! shutdown. Before it waits, while the session holds an acknowledgement back for more input to
+//! coalesce with, it checks without waiting whether more input is there: if not, the input is
+//! drained, and the session is told so, which sends the acknowledgement at once.
 
 use std::io;
 use std::net::SocketAddr;
@@ -451,18 +453,25 @@ impl Conn {
         let (mut reader, mut writer) = tokio::io::split(stream);
         let mut established = false;
         let mut unflushed = false;
+        // Input was read since the last check for more (see the module docs).
+        let mut fresh = false;
+        // The socket had no more input: the session is told at the top of the loop.
+        let mut drained = false;
         loop {
             // Whether the session may have more to encode than the first slice took.
             let mut more;
             let woken = wake.notified();
             let now = Instant::now();
-            let timeout = {
+            let (timeout, held) = {
                 let mut core = peer.lock();
                 if core.session.link_id() != Some(link) {
                     return (established, End::Replaced);
                 }
                 self.publish_wire(shared, &mut core);
                 let mut result = core.session.handle_input(now, &mut self.rbuf);
+                if std::mem::take(&mut drained) {
+                    core.session.input_drained();
+                }
                 if result.is_ok() && core.session.poll_timeout().is_some_and(|t| t <= now) {
                     result = core.session.handle_timeout(now);
                 }
@@ -488,7 +497,7 @@ impl Conn {
                         let _ = tx.send(Ok(Peer::from_inner(peer.clone())));
                     }
                 }
-                core.session.poll_timeout()
+                (core.session.poll_timeout(), core.session.ack_held())
             };
             // The rest of a batch is encoded a slice at a time, so that an application queueing
             // messages waits for the lock no longer than one slice takes.
@@ -501,6 +510,26 @@ impl Conn {
             }
             self.shrink_if_idle();
             let room = self.reserve_read();
+            // Only with nothing to write: a stream of input must not hold back our output.
+            if held && fresh && self.wbuf.is_empty() && !unflushed {
+                fresh = false;
+                // Polled once: ready if input is waiting, otherwise the ready branch is taken.
+                let read = tokio::select! {
+                    biased;
+                    read = reader.read_buf(&mut self.rbuf) => Some(read),
+                    () = std::future::ready(()) => None,
+                };
+                match read {
+                    None => drained = true,
+                    Some(Ok(0)) => return (established, End::Eof),
+                    Some(Ok(n)) => {
+                        self.after_read(n, room);
+                        fresh = true;
+                    }
+                    Some(Err(e)) => return (established, End::Io(e)),
+                }
+                continue;
+            }
             let sleep = timeout.map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = shared.closed.cancelled() => {
@@ -520,7 +549,7 @@ impl Conn {
                     Ok(0) => return (established, End::Eof),
                     Ok(n) => {
                         self.after_read(n, room);
-                        self.unpublished_read += n as u64;
+                        fresh = true;
                     }
                     Err(e) => return (established, End::Io(e)),
                 },
@@ -550,8 +579,9 @@ impl Conn {
         self.rbuf.capacity() - self.rbuf.len()
     }
 
-    /// Adapts the read size to what the last read brought.
+    /// Counts what the last read brought and adapts the read size to it.
     fn after_read(&mut self, read: usize, room: usize) {
+        self.unpublished_read += read as u64;
         if read >= room {
             self.read_size = (self.read_size * 2).min(READ_CHUNK);
         } else if read < self.read_size / 4 {

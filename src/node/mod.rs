@@ -253,8 +253,9 @@ impl NodeBuilder {
     }
 
     /// Longest an acknowledgement waits to be coalesced while data streams in (default 1 ms).
-    /// Messages arriving a few at a time are acknowledged at once whatever this is; a longer
-    /// delay means fewer ACKs during bulk transfer and later `Delivered` at the end of a burst.
+    /// Messages arriving a few at a time, and the end of a burst (once the connection has no
+    /// more to read), are acknowledged at once whatever this is; a longer delay means fewer ACKs
+    /// during bulk transfer that the receiver reads more slowly than it arrives.
     pub fn ack_delay(mut self, delay: Duration) -> Self {
         self.config.protocol.ack_delay = delay;
         self

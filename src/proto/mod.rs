@@ -62,9 +62,10 @@ pub struct Config {
     /// Send a PING after this long without sending anything.
     pub heartbeat_interval: Duration,
     /// Longest an acknowledgement of received data waits to be coalesced with later data. Data
-    /// arriving a few messages at a time is acknowledged at once; while it streams in, an ACK
-    /// goes out per quarter of the inbox received, or this long after the first unacknowledged
-    /// message, whichever comes first.
+    /// arriving a few messages at a time, or followed by no more input
+    /// ([`Session::input_drained`](crate::proto::Session::input_drained)), is acknowledged at
+    /// once; while it streams in, an ACK goes out per quarter of the inbox received, or this long
+    /// after the first unacknowledged message, whichever comes first.
     pub ack_delay: Duration,
     /// Declare the connection dead after this long without receiving anything.
     pub idle_timeout: Duration,

@@ -4,8 +4,9 @@
 //! Driving it (what the tokio driver (`src/node`) does, and what the simulated tests do):
 //! 1. A new connection completes a [`Handshake`](super::Handshake), which names the peer.
 //! 2. [`Session::begin_link`] attaches the connection; the session offers what it knows (SESSION).
-//! 3. Loop: [`Session::handle_input`] with bytes read, [`Session::poll_transmit`] for bytes to
-//!    write, [`Session::handle_timeout`] when [`Session::poll_timeout`] is reached, and
+//! 3. Loop: [`Session::handle_input`] with bytes read (then [`Session::input_drained`] if the
+//!    connection has no more for now), [`Session::poll_transmit`] for bytes to write,
+//!    [`Session::handle_timeout`] when [`Session::poll_timeout`] is reached, and
 //!    [`Session::poll_event`] for what the application should hear about.
 //! 4. When the connection fails, [`Session::detach`]; the session waits for the next link.
 //!
@@ -550,6 +551,28 @@ impl Session {
             self.events.push_back(SessionEvent::Received);
         }
         result
+    }
+
+    /// Tells the session that the connection has no more input for now: the driver handed
+    /// [`Session::handle_input`] everything it had, and reading more would block. An
+    /// acknowledgement held back to be coalesced with more input (see [`Config::ack_delay`])
+    /// then goes out with the next transmission, without waiting for the delay: the burst is
+    /// over, and nothing is coming to coalesce with. While more input is waiting, data is
+    /// streaming: do not call it then. A driver that cannot tell never calls it, and held
+    /// acknowledgements wait for the delay.
+    pub fn input_drained(&mut self) {
+        if let Some(link) = self.link.as_mut() {
+            if link.ack_deadline.take().is_some() {
+                link.ack_now = true;
+            }
+        }
+    }
+
+    /// Whether an acknowledgement is held back waiting for more input to coalesce with: the
+    /// moment for a driver to find out whether more input is waiting, and to call
+    /// [`Session::input_drained`] if not.
+    pub fn ack_held(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.ack_deadline.is_some())
     }
 
     /// Handles one decoded frame on the current link. Returns whether a new message was

@@ -7,6 +7,7 @@
 //! The `connections` scenario measures memory per idle peer: the accepting side runs here, the
 //! peers in a second process (`networkio bench-peers`, see [`peers`]).
 
+mod burst;
 pub mod conns;
 mod cpu;
 mod nio;
@@ -26,11 +27,13 @@ use serde::Serialize;
 ///
 /// Scenarios: `throughput` (messages one way, every one acknowledged and read by the receiving
 /// application; `--sizes` runs it for several payload sizes and `--svg` draws them),
-/// `latency` (send-to-Delivered of one message at a time, against a raw-TCP ping-pong),
-/// `connections` (resident memory per idle peer on the accepting side: `--peers` peers in a
+/// `latency` (send-to-Delivered of one message at a time, against a raw-TCP ping-pong; with
+/// `--burst N`, of bursts of N messages: from sending the first to the acknowledgement of the
+/// last, against raw TCP writing the same frames at once and answering the last with one
+/// byte), `connections` (resident memory per idle peer on the accepting side: `--peers` peers in a
 /// second process connect, each sends one message and gets one reply; against as many plain TCP
 /// connections held by a tokio accept loop), `all` (the three, with their defaults: 64 B
-/// throughput and latency, 10,000 peers; under 10 s on 2 cores). Throughput and latency run
+/// throughput, latency of one message and of bursts of 100 (or `--burst`), 10,000 peers). Throughput and latency run
 /// `--runs` times and the table shows medians; `connections` runs once per contender.
 /// With `--json`, one JSON object per scenario, size and mode is printed on stdout (and nothing
 /// else).
@@ -59,9 +62,13 @@ pub struct Args {
     /// Messages per throughput run (default: 5,000,000 for 64 B, scaled down for larger sizes).
     #[arg(long)]
     count: Option<u64>,
-    /// Round trips per latency run.
+    /// Round trips per latency run (bursts, with --burst).
     #[arg(long, default_value_t = 5_000)]
     samples: usize,
+    /// Latency: time bursts of N messages, from sending the first to the acknowledgement of the
+    /// last, instead of one message at a time (N: 100 if not given). `all` measures both.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "100")]
+    burst: Option<usize>,
     /// Throughput: messages handed to networkio per call. 1 (the default) calls
     /// `Peer::send_bytes` once per message; more uses `Peer::send_bytes_many`.
     #[arg(long, default_value_t = 1)]
@@ -131,7 +138,11 @@ struct Report {
     /// Throughput: whether the nodes kept node-wide statistics (`--metrics`).
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<bool>,
-    /// networkio / raw TCP: throughput ratio, latency ratio (p50), or memory per peer ratio.
+    /// Burst latency: messages per burst.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    burst: Option<usize>,
+    /// networkio / raw TCP: throughput ratio, latency ratio (p50, also for bursts), or memory
+    /// per peer ratio.
     ratio: f64,
     networkio: Figures,
     raw_tcp: Figures,
@@ -181,8 +192,13 @@ where
 }
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
-    if args.runs == 0 || args.size == 0 || args.samples == 0 || args.peers == 0 {
-        bail!("--runs, --size, --samples and --peers must be positive");
+    if args.runs == 0
+        || args.size == 0
+        || args.samples == 0
+        || args.peers == 0
+        || args.burst == Some(0)
+    {
+        bail!("--runs, --size, --samples, --peers and --burst must be positive");
     }
     if args.sizes.contains(&0) {
         bail!("--sizes must be positive");
@@ -191,11 +207,14 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         args.sizes.push(args.size);
     }
     let scenarios: &[Scenario] = match args.scenario {
-        Scenario::All => &[
-            Scenario::Throughput,
-            Scenario::Latency,
-            Scenario::Connections,
-        ],
+        Scenario::All => {
+            args.burst.get_or_insert(DEFAULT_BURST);
+            &[
+                Scenario::Throughput,
+                Scenario::Latency,
+                Scenario::Connections,
+            ]
+        }
         Scenario::Throughput => &[Scenario::Throughput],
         Scenario::Latency => &[Scenario::Latency],
         Scenario::Connections => &[Scenario::Connections],
@@ -220,7 +239,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
                     * args.runs
                     * (1 + args.modes.len() * args.metrics.settings().len())
             }
-            Scenario::Latency => args.runs * (1 + args.modes.len()),
+            Scenario::Latency => latency_kinds(&args).len() * args.runs * (1 + args.modes.len()),
             Scenario::Connections => 1 + connection_modes.len(),
             Scenario::All => 0,
         })
@@ -245,7 +264,11 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
                     reports.extend(throughput(&args, size, &bar).await?);
                 }
             }
-            Scenario::Latency => reports.extend(latency(&args, &bar).await?),
+            Scenario::Latency => {
+                for burst in latency_kinds(&args) {
+                    reports.extend(latency(&args, burst, &bar).await?);
+                }
+            }
             Scenario::Connections => {
                 reports.extend(connections(&args, &connection_modes, &bar).await?);
             }
@@ -264,6 +287,18 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         print_table(&reports, &args);
     }
     Ok(())
+}
+
+/// Messages per burst when `all` runs without `--burst`.
+const DEFAULT_BURST: usize = 100;
+
+/// The latency measurements to make: one message at a time (`None`) unless only `--burst` was
+/// asked for, and bursts of `--burst` messages.
+fn latency_kinds(args: &Args) -> Vec<Option<usize>> {
+    match (args.scenario, args.burst) {
+        (Scenario::All, burst) => [None].into_iter().chain(burst.map(Some)).collect(),
+        (_, burst) => vec![burst],
+    }
 }
 
 /// Messages per throughput run: `--count`, or 5,000,000 for 64 B (320 MB of payload, about
@@ -320,6 +355,7 @@ async fn throughput(args: &Args, size: usize, bar: &ProgressBar) -> anyhow::Resu
                 batch: Some(args.batch),
                 split: Some(args.split),
                 metrics: Some(*metrics),
+                burst: None,
                 ratio: nio / raw,
                 networkio: Figures {
                     msgs_per_sec: Some(nio),
@@ -360,6 +396,7 @@ async fn connections(
             batch: None,
             split: None,
             metrics: None,
+            burst: None,
             ratio: nio.rss_per_peer_bytes / raw.rss_per_peer_bytes.max(1.0),
             networkio: Figures {
                 peers: Some(args.peers),
@@ -424,18 +461,36 @@ fn write_svg(path: &std::path::Path, reports: &[Report]) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-async fn latency(args: &Args, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> {
+/// Latency of one message at a time, or with `burst` of bursts of that many messages.
+async fn latency(
+    args: &Args,
+    burst: Option<usize>,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<Report>> {
+    let (samples, size) = (args.samples, args.size);
+    let what = match burst {
+        Some(n) => format!("bursts of {n} x {size} B"),
+        None => format!("{size} B"),
+    };
     let mut raw = (Vec::new(), Vec::new());
     let mut by_mode = vec![(Vec::new(), Vec::new()); args.modes.len()];
     for _ in 0..args.runs {
-        bar.set_message(format!("latency raw TCP ping-pong, {} B", args.size));
-        let (p50, p99) = percentiles(raw::round_trips(args.samples, args.size).await?);
+        bar.set_message(format!("latency raw TCP, {what}"));
+        let times = match burst {
+            Some(n) => burst::raw(samples, size, n).await?,
+            None => raw::round_trips(samples, size).await?,
+        };
+        let (p50, p99) = percentiles(times);
         raw.0.push(p50);
         raw.1.push(p99);
         bar.inc(1);
         for (mode, results) in args.modes.iter().zip(&mut by_mode) {
-            bar.set_message(format!("latency networkio {mode:?}, {} B", args.size));
-            let (p50, p99) = percentiles(nio::latencies(*mode, args.samples, args.size).await?);
+            bar.set_message(format!("latency networkio {mode:?}, {what}"));
+            let times = match burst {
+                Some(n) => burst::networkio(*mode, samples, size, n).await?,
+                None => nio::latencies(*mode, samples, size).await?,
+            };
+            let (p50, p99) = percentiles(times);
             results.0.push(p50);
             results.1.push(p99);
             bar.inc(1);
@@ -449,7 +504,7 @@ async fn latency(args: &Args, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> 
         .map(|(mode, (mut p50, mut p99))| {
             let (p50, p99) = (median(&mut p50), median(&mut p99));
             Report {
-                scenario: "latency",
+                scenario: if burst.is_some() { "burst" } else { "latency" },
                 mode: *mode,
                 size: args.size,
                 runs: args.runs,
@@ -457,6 +512,7 @@ async fn latency(args: &Args, bar: &ProgressBar) -> anyhow::Result<Vec<Report>> 
                 batch: None,
                 split: None,
                 metrics: None,
+                burst,
                 ratio: p50 / raw50,
                 networkio: Figures {
                     p50_us: Some(p50),
@@ -549,7 +605,8 @@ fn print_table(reports: &[Report], args: &Args) {
                 report.ratio,
             ),
             _ => println!(
-                "latency    {mode:<9} {:>6} B  networkio p50 {:>7.1} us p99 {:>7.1} us   raw TCP p50 {:>7.1} us p99 {:>7.1} us   ratio p50 {:.2} p99 {:.2}",
+                "{:<10} {mode:<9} {:>6} B  networkio p50 {:>7.1} us p99 {:>7.1} us   raw TCP p50 {:>7.1} us p99 {:>7.1} us   ratio p50 {:.2} p99 {:.2}{}",
+                report.scenario,
                 report.size,
                 report.networkio.p50_us.unwrap_or(0.0),
                 report.networkio.p99_us.unwrap_or(0.0),
@@ -557,6 +614,10 @@ fn print_table(reports: &[Report], args: &Args) {
                 report.raw_tcp.p99_us.unwrap_or(0.0),
                 report.ratio,
                 report.networkio.p99_us.unwrap_or(0.0) / report.raw_tcp.p99_us.unwrap_or(1.0),
+                report
+                    .burst
+                    .map(|n| format!("   (bursts of {n}: first sent to last acknowledged)"))
+                    .unwrap_or_default(),
             ),
         }
     }

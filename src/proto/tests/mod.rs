@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod acks;
 mod checker;
 mod counters;
 mod faults;
@@ -93,6 +94,10 @@ pub(crate) struct Pair {
     /// `poll_transmit` stops once the wire holds this many bytes: an unread wire pushes back on
     /// its writer the way a full TCP send buffer does.
     pub(crate) wire_limit: usize,
+    /// Most bytes a side reads from its wire per [`Pair::deliver`]. A read that leaves bytes on
+    /// the wire is a full read (data is streaming); one that takes everything drains the input,
+    /// and the side is told so ([`Session::input_drained`]), as the driver tells it.
+    pub(crate) read_limit: usize,
     pub(crate) checker: Checker,
     /// Whether a protocol violation is a checker failure (false in tests that provoke them).
     pub(crate) violations_are_bugs: bool,
@@ -121,6 +126,7 @@ impl Pair {
             ],
             wires: [BytesMut::new(), BytesMut::new()],
             wire_limit: 512,
+            read_limit: usize::MAX,
             checker: Checker::default(),
             violations_are_bugs: true,
             events: [Vec::new(), Vec::new()],
@@ -318,12 +324,23 @@ impl Pair {
         frames
     }
 
-    /// `side` consumes what its inbox has room for from the wire the other side writes.
+    /// `side` reads up to [`Pair::read_limit`] bytes from the wire the other side writes and
+    /// processes the whole frames among them.
     pub(crate) fn deliver(&mut self, side: Side) -> Result<(), LinkError> {
         let now = self.now();
         let (i, from) = (side.idx(), side.other().idx());
         let snapshot = self.wires[from].clone();
+        // Bytes beyond this read stay on the wire, behind what the read left unprocessed.
+        let unread = (self.wires[from].len() > self.read_limit)
+            .then(|| self.wires[from].split_off(self.read_limit));
+        let drained = unread.is_none();
         let result = self.sessions[i].handle_input(now, &mut self.wires[from]);
+        if let Some(unread) = unread {
+            self.wires[from].unsplit(unread);
+        }
+        if result.is_ok() && drained {
+            self.sessions[i].input_drained();
+        }
         let consumed = snapshot.len() - self.wires[from].len();
         let mut head = BytesMut::from(&snapshot[..consumed]);
         while let Ok(Some(frame)) = frame::decode(&mut head, usize::MAX) {

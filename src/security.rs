@@ -560,10 +560,18 @@ mod tests {
         let reloaded = TrustPolicy::known_peers_file(&path).unwrap();
         assert!(reloaded.authorize("peer", &b).is_err());
         assert!(reloaded.authorize("peer", &a).is_ok());
-        // A file that cannot be written refuses what it cannot record, and says so.
-        let unwritable = TrustPolicy::known_peers_file(path.join("missing/known")).unwrap();
+        // A file that stops being writable after start (its directory replaced by a file:
+        // root may write anywhere, so modes would not do) refuses what it cannot record, and
+        // says so.
+        let dir = path.with_extension("dir");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let unwritable = TrustPolicy::known_peers_file(dir.join("known")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::write(&dir, "not a directory").unwrap();
         let refused = unwritable.authorize("peer", &a).unwrap_err();
         assert_eq!(refused.0, RefusalReason::KnownPeersUnwritable);
+        std::fs::remove_file(&dir).unwrap();
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -1,13 +1,16 @@
-//! A client that sends a few messages to the example server and waits for the acknowledgements.
+//! A client that sends six messages to the example server, waits for their acknowledgement, then
+//! prints the server's six answers and exits.
 //!
-//! Run `cargo run --example server` first.
+//! Run `cargo run --example server` first; `cargo run --example client -- ADDR` dials another
+//! address than the default 127.0.0.1:8080.
 
 use networkio::{Event, Node};
 
 #[tokio::main]
 async fn main() -> Result<(), networkio::Error> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".into());
     let node = Node::builder("client-123").start().await?;
-    let server = node.connect("127.0.0.1:8080").await?; // a Peer handle named "server-001"
+    let server = node.connect(addr).await?; // a Peer handle named "server-001"
     println!("connected to {}", server.name());
 
     let receipt = server.send(&"Hello").await?; // queued (waits only if the window is full)
@@ -15,22 +18,27 @@ async fn main() -> Result<(), networkio::Error> {
     println!("message #{} delivered", receipt.seq());
 
     let mut last = None;
-    for i in 0..5 {
+    for i in 1..=5 {
         last = Some(server.send(&format!("message {i}")).await?);
     }
     if let Some(receipt) = last {
         receipt.delivered().await?; // cumulative: everything before it arrived too
+        println!("messages up to #{} delivered", receipt.seq());
     }
 
-    // Read the server's answers as they come.
+    // The server answers each of the 6 messages: read the answers as they come.
     let mut events = node.events();
     let mut answers = 0;
     while answers < 6 {
-        if let Some(Event::Message { peer }) = events.recv().await {
-            for text in peer.read_all::<String>()? {
-                println!("{} says {text}", peer.name());
-                answers += 1;
+        match events.recv().await {
+            Some(Event::Message { peer }) => {
+                for text in peer.read_all::<String>()? {
+                    println!("{} says {text}", peer.name());
+                    answers += 1;
+                }
             }
+            Some(_) => {}  // acknowledgements, connection changes: not needed here
+            None => break, // the node shut down
         }
     }
     node.shutdown().await;

@@ -8,7 +8,8 @@ use networkio::{Event, Node};
 
 #[tokio::main]
 async fn main() -> Result<(), networkio::Error> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let arg = std::env::args().nth(1); // an address other than the default, if given
+    let addr = arg.as_deref().unwrap_or("127.0.0.1:8080");
     let node = Node::builder("client-123").start().await?;
     let server = node.connect(addr).await?; // a Peer handle named "server-001"
     println!("connected to {}", server.name());

@@ -8,7 +8,8 @@ use networkio::{Event, Node};
 
 #[tokio::main]
 async fn main() -> Result<(), networkio::Error> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let arg = std::env::args().nth(1); // an address other than the default, if given
+    let addr = arg.as_deref().unwrap_or("127.0.0.1:8080");
     let node = Node::builder("server-001").listen(addr).start().await?;
     println!("listening on {} as {}", node.local_addrs()[0], node.name());
     let mut events = node.events(); // the node's notification queue
@@ -37,8 +38,8 @@ async fn main() -> Result<(), networkio::Error> {
                 println!("{} disconnected: {reason}", peer.name());
             }
             Event::SessionLost { peer, unacked, .. } => {
-                let lost = unacked.len();
-                println!("{} lost its session; {lost} messages handed back", peer.name());
+                let (name, lost) = (peer.name(), unacked.len());
+                println!("{name} lost its session; {lost} messages handed back");
             }
             _ => {}
         }

@@ -195,7 +195,10 @@ impl Running {
                 Ok(line) => self.seen.push(line),
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("did not finish in {TIMEOUT:?}; printed:\n{}", self.seen.join("\n"))
+                    panic!(
+                        "did not finish in {TIMEOUT:?}; printed:\n{}",
+                        self.seen.join("\n")
+                    )
                 }
             }
         }

@@ -131,7 +131,8 @@
 //!
 //! Any `serde` type, encoded as MessagePack with field names ([`codec`]): self-describing and
 //! tolerant of fields added by newer senders. [`Peer::send_bytes`] / [`Peer::read_bytes`] carry raw
-//! [`bytes::Bytes`]. A message that does not decode as the requested type is an
+//! [`Bytes`] (re-exported from the `bytes` crate as `networkio::Bytes`, so callers can name it
+//! without depending on `bytes` themselves). A message that does not decode as the requested type is an
 //! [`Error::Decode`] and stays queued.
 //!
 //! # Connections
@@ -220,6 +221,9 @@ mod node;
 pub mod proto;
 mod security;
 
+/// The buffer type of raw messages ([`Peer::send_bytes`], [`Peer::read_bytes`],
+/// [`Peer::read_all_bytes`]), re-exported from the `bytes` crate.
+pub use bytes::Bytes;
 pub use error::{CodecError, Error, Fault, Result};
 pub use node::{
     ByteMessages, ConnectionState, Event, Events, HandshakeRefusals, Messages, Node, NodeBuilder,

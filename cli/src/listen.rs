@@ -61,7 +61,7 @@ pub(crate) struct Args {
     /// Serve the node's statistics as Prometheus text on http://ADDR/metrics (e.g.
     /// `127.0.0.1:9100`; port 0 picks a free port). Prints `metrics on http://ADDR/metrics` on
     /// stderr once bound. The metric names are listed in the README ("Observability").
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = crate::args::address)]
     metrics: Option<String>,
 
     #[command(flatten)]

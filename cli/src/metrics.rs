@@ -7,6 +7,7 @@
 //! what is served is exact, not up to an interval old.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,11 +15,17 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use networkio::Node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 /// Largest request head read; a scrape's is a few hundred bytes.
 const MAX_REQUEST: usize = 8 * 1024;
 /// How long a client may take to send its request and read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most scrapes served at once; more wait to be accepted.
+const MAX_CLIENTS: usize = 16;
+/// Wait after a failed accept, doubling up to the maximum.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Installs the Prometheus recorder, binds `addr` and serves scrapes in the background for as
 /// long as the runtime runs. Returns the bound address (with the port the OS picked for 0).
@@ -30,10 +37,26 @@ pub(crate) async fn serve(addr: &str, node: Node) -> anyhow::Result<SocketAddr> 
     let handle = PrometheusBuilder::new()
         .install_recorder()
         .context("could not install the metrics recorder")?;
+    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
     tokio::spawn(async move {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            // Bounded: a flood of scrapers waits here instead of growing tasks.
+            let Ok(permit) = clients.clone().acquire_owned().await else {
+                return;
+            };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    stream
+                }
+                Err(e) => {
+                    // Out of file descriptors, typically: retrying at once would spin.
+                    tracing::debug!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
             };
             let (handle, node) = (handle.clone(), node.clone());
             tokio::spawn(async move {
@@ -41,6 +64,7 @@ pub(crate) async fn serve(addr: &str, node: Node) -> anyhow::Result<SocketAddr> 
                 if let Ok(Err(e)) = answer.await {
                     tracing::debug!(error = %e, "metrics request failed");
                 }
+                drop(permit);
             });
         }
     });

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use networkio::proto::{CloseCode, LinkError, ProtocolViolation};
-use networkio::{Event, Events, Fault, Node, OwnedReceipt, Peer};
+use networkio::{Event, Events, Fault, Node, OwnedReceipt, Peer, RefusalReason};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -50,9 +50,11 @@ timeout, if the peer makes no room for a message within the timeout, if the mess
 not all acknowledged (or, with --print-replies, not all replied to) within the timeout after \
 the input ends, or if a message is larger than --max-message. Connection attempts are \
 retried until the timeout, except after a refusal: the peer's trust policy does not accept \
-our name and key, another process holds our name there, ours (--trust, --known-peers) does \
-not accept the peer's, or the two sides disagree on TLS (--insecure-plaintext on one side \
-only). A refusal fails at once, with the peer's reason and what to do about it. Exits with \
+our name and key, ours (--trust, --known-peers) does not accept the peer's, or the two sides \
+disagree on TLS (--insecure-plaintext on one side only). A refusal fails at once, with the \
+peer's reason and what to do about it. Another process holding our name there is retried \
+until the timeout (the listener frees the name when that connection ends, within its idle \
+timeout for a process that died), then reported with the reason. Exits with \
 status 2 on a usage error (e.g. an invalid ID, an ADDR without its port), at once.")]
 pub(crate) struct Args {
     /// This node's name: 1 to 128 ASCII letters, digits and `- _ . : @`.
@@ -213,7 +215,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
 /// Dials `to` until it answers or `deadline` passes, waiting 100 ms doubling to 1 s between
 /// attempts (the listener may not be up yet). A refusal (see [`refusal`]) is not transient:
-/// it fails at once.
+/// it fails at once, except our name being in use (see [`name_in_use`]), retried until the
+/// deadline and then reported with its reason.
 async fn connect(node: &Node, to: &str, deadline: Instant) -> anyhow::Result<Peer> {
     let mut delay = RETRY_INITIAL;
     let mut last_error = String::from("timed out");
@@ -225,10 +228,18 @@ async fn connect(node: &Node, to: &str, deadline: Instant) -> anyhow::Result<Pee
             }
             Ok(Err(e)) => {
                 if let Some(refused) = refusal(&e, to) {
-                    bail!("{refused}");
+                    if !name_in_use(&e) {
+                        bail!("{refused}");
+                    }
+                    // The name is held by another connection, which may be a process that
+                    // died and that the listener has not yet noticed: it frees the name when
+                    // that connection ends, so try again until the deadline.
+                    tracing::debug!(%to, error = %e, "our name is in use; retrying");
+                    last_error = refused;
+                } else {
+                    tracing::debug!(%to, error = %e, "connection attempt failed");
+                    last_error = e.to_string();
                 }
-                tracing::debug!(%to, error = %e, "connection attempt failed");
-                last_error = e.to_string();
             }
             Err(_) => {}
         }
@@ -239,6 +250,16 @@ async fn connect(node: &Node, to: &str, deadline: Instant) -> anyhow::Result<Pee
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(RETRY_MAX);
     }
+}
+
+/// Whether the peer refused us because another connection holds our name: the one refusal that
+/// ends by itself (when that connection does).
+fn name_in_use(error: &networkio::Error) -> bool {
+    matches!(
+        error,
+        networkio::Error::Link(LinkError::ClosedByPeer { code, .. })
+            if RefusalReason::from_close_code(*code) == Some(RefusalReason::NameInUse)
+    )
 }
 
 /// If a failed connection attempt was refused for good rather than broken by the network, the

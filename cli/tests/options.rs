@@ -90,6 +90,11 @@ async fn an_address_without_a_port_is_a_usage_error_at_once() {
     let output = run(&["listen", "--id", "b", "--bind", "127.0.0.1"], None).await;
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(stderr(&output).contains("--bind"), "{output:?}");
+
+    let metrics = ["--bind", "127.0.0.1:0", "--metrics", "127.0.0.1"];
+    let output = run(&[&["listen", "--id", "b"][..], &metrics[..]].concat(), None).await;
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(stderr(&output).contains("--metrics"), "{output:?}");
 }
 
 /// Defect 7: an invalid --id is a usage error about the name, not a failure to listen.

@@ -130,12 +130,56 @@ async fn a_killed_send_without_a_key_runs_again_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_refused_for_a_name_in_use_gets_in_once_that_connection_ends() {
+    // A rerun that starts before the listener has noticed the old process's end is refused
+    // as NAME_IN_USE: it must keep trying, and get in once the old connection is gone.
+    let mut listener = listen("server", &[], "").await;
+    let mut first = connected_sender(&mut listener, "client-123").await;
+    let addr = listener.addr.clone();
+    let second = tokio::spawn(async move {
+        send(
+            &[
+                "--id",
+                "client-123",
+                "--to",
+                &addr,
+                "--timeout",
+                "20",
+                "second run",
+            ],
+            None,
+        )
+        .await
+    });
+    // Refused at least once while the first is connected...
+    listener.stderr_line("refused client-123 ").await;
+    // ...then the first goes away, and the second gets in.
+    first.child.start_kill().expect("kill send");
+    first.wait().await;
+    let (status, stderr) = timeout(WAIT, second)
+        .await
+        .expect("the second run in time")
+        .expect("the second run's task");
+    assert!(status.success(), "the second run gave up: {stderr}");
+    assert_eq!(listener.next_line().await, "client-123\tsecond run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_in_use_is_refused_with_the_real_reason_and_reported_by_the_listener() {
     let mut listener = listen("server", &[], "").await;
     let _first = connected_sender(&mut listener, "client-123").await;
-    // Another run under the same name while the first is connected.
+    // Another run under the same name while the first stays connected: retried (the name
+    // frees itself when that connection ends), then reported with the reason at the timeout.
     let (status, stderr) = send(
-        &["--id", "client-123", "--to", &listener.addr, "second run"],
+        &[
+            "--id",
+            "client-123",
+            "--to",
+            &listener.addr,
+            "--timeout",
+            "1",
+            "second run",
+        ],
         None,
     )
     .await;

@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
+use tokio::task::coop::unconstrained;
 use tracing::Instrument;
 
 use super::NodeShared;
@@ -298,7 +299,7 @@ async fn run_over<S: Transport>(
     }
     tracing::Span::current().record("peer", hello.name.as_str());
     let (addr, key) = remote;
-    let refused = |reason| shared.events.refused(addr, Some(&hello.name), key, reason);
+    let refused = |reason| shared.refuse(addr, Some(&hello.name), key, reason);
     let Some(peer) = shared.peer_entry(&hello.name) else {
         refused(RefusalReason::SessionLimit);
         return conn.finish(stream, None, false, End::Busy).await;
@@ -514,9 +515,11 @@ impl Conn {
             if held && fresh && self.wbuf.is_empty() && !unflushed {
                 fresh = false;
                 // Polled once: ready if input is waiting, otherwise the ready branch is taken.
+                // Unconstrained: with the task's cooperative budget spent, tokio would answer
+                // "pending" although input waits, and the input would pass for drained.
                 let read = tokio::select! {
                     biased;
-                    read = reader.read_buf(&mut self.rbuf) => Some(read),
+                    read = unconstrained(reader.read_buf(&mut self.rbuf)) => Some(read),
                     () = std::future::ready(()) => None,
                 };
                 match read {

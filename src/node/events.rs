@@ -60,9 +60,12 @@ pub enum Event {
         reason: String,
     },
     /// The session with the peer ended without these messages being acknowledged: the peer
-    /// restarted, forgot the session, shut down, or the session expired. The messages were not
-    /// delivered and will not be sent again by networkio; resend them (a new session) if they
-    /// still matter. Their receipts fail with [`Error::SessionLost`](crate::Error::SessionLost).
+    /// restarted, forgot the session, shut down, the session expired, or (open policy) another
+    /// key claimed the peer's name while it was disconnected. networkio will not send them
+    /// again; resend them (a new session) if they still matter. Unacknowledged is not
+    /// undelivered: the last of them may have reached the peer's inbox with their
+    /// acknowledgement lost on a broken connection, so a resend may deliver them twice.
+    /// Their receipts fail with [`Error::SessionLost`](crate::Error::SessionLost).
     SessionLost {
         /// The peer.
         peer: Peer,

@@ -40,12 +40,7 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
         };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             tracing::debug!(%addr, "connection limit reached; refusing");
-            if shared.config.metrics {
-                shared.counters.refused(super::stats::Refused::Us(
-                    crate::proto::admission::RefusalReason::ConnectionLimit,
-                ));
-            }
-            shared.events.refused(
+            shared.refuse(
                 addr,
                 None,
                 None,

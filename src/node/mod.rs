@@ -432,6 +432,21 @@ pub(crate) fn holds_nothing(peer: &PeerInner) -> bool {
 }
 
 impl NodeShared {
+    /// Every refusal by this node goes through here: counted (with metrics on) and reported to
+    /// the application as an [`Event::Refused`], so the two cannot drift apart.
+    pub(crate) fn refuse(
+        &self,
+        addr: SocketAddr,
+        name: Option<&str>,
+        key: Option<PublicKey>,
+        reason: crate::proto::admission::RefusalReason,
+    ) {
+        if self.config.metrics {
+            self.counters.refused(stats::Refused::Us(reason));
+        }
+        self.events.refused(addr, name, key, reason);
+    }
+
     /// Drops a peer entry that a connection created but never used: no session, nothing queued,
     /// no connection, and no handle held outside the node. Failed handshakes leave nothing behind.
     pub(crate) fn forget_if_unused(&self, peer: &Arc<PeerInner>) {

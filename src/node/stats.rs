@@ -49,11 +49,11 @@ const REFUSED_COUNTERS: usize = RefusalReason::ALL.len() + OTHERS.len();
 
 impl Refused {
     /// The reason a connection that never established its session ended with, if it was a
-    /// refusal (an I/O error, an EOF or a shutdown is not).
+    /// handshake failure other than this node's own refusals (those are counted where they are
+    /// decided, by `NodeShared::refuse`); an I/O error, an EOF or a shutdown is none.
     pub(crate) fn of(end: &End) -> Option<Refused> {
         Some(match end {
-            End::Unauthorized { reason, .. } => Refused::Us(*reason),
-            End::Busy => Refused::Us(RefusalReason::SessionLimit),
+            End::Unauthorized { .. } | End::Busy => return None,
             End::Crossed => Refused::Crossed,
             End::Evicted => Refused::Evicted,
             End::Tls(_) => Refused::Tls,

@@ -129,7 +129,8 @@ pub enum CloseCode {
     /// The trust policy does not accept the connection's key for the name it claims (an
     /// allowlist has no such entry).
     Unauthorized,
-    /// Another key holds the name with a live connection (key binding).
+    /// Another key holds the name (key binding): with a live connection under the open policy,
+    /// or with a live session under the other policies.
     NameInUse,
     /// The node has recorded another key for the name (known peers).
     KeyMismatch,

@@ -64,8 +64,9 @@ pub(crate) struct ReceiveCounters {
 ///
 /// A sample includes the peer's acknowledgement delay (up to `Config::ack_delay` while data
 /// streams in) and any queueing in front of the message, so under load it is the latency a
-/// message sees, not the bare network round trip. A message retransmitted on a new connection
-/// is never the one timed: the timed message is forgotten whenever the link changes.
+/// message sees, not the bare network round trip. No sample spans two connections: the timed
+/// message is forgotten whenever the link changes (a message retransmitted on the new link may
+/// be timed afresh there).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RttEstimator {
     /// The message being timed and when it was written.

@@ -222,14 +222,21 @@ async fn run_connection(
         &shared.config.protocol,
     );
     match &shared.security {
+        // Each mode's connection, and the TLS handshake, are boxed on their own, so that a task
+        // holds only what its mode needs: inline, every task would be as large as the largest
+        // of them (the TLS connection), plaintext too. 10,000 idle peers, bench connections:
+        // plaintext 9.5 KB each boxed, 16.6 KB inline; TLS 22.3 KB boxed, 23.8 KB inline, 23.9
+        // KB with only the plaintext side and the handshake boxed.
         Security::InsecurePlaintext => {
-            run_over(shared, tcp, (addr, None), hs, origin, ready, slot).await
+            Box::pin(run_over(shared, tcp, (addr, None), hs, origin, ready, slot)).await
         }
         Security::Tls(configs) => {
             let deadline = tokio::time::Instant::from_std(hs.deadline());
             let evicted = evicted(&slot);
-            let handshake =
-                tokio::time::timeout_at(deadline, transport::tls_handshake(configs, tcp, origin));
+            let handshake = Box::pin(tokio::time::timeout_at(
+                deadline,
+                transport::tls_handshake(configs, tcp, origin),
+            ));
             let result = tokio::select! {
                 result = handshake => result,
                 () = evicted => return Outcome::failed(End::Evicted),
@@ -242,7 +249,16 @@ async fn run_connection(
                 Ok(Err(TlsFailure::Tls(reason))) => Outcome::failed(End::Tls(reason)),
                 Ok(Err(TlsFailure::Io(e))) => Outcome::failed(End::Io(e)),
                 Ok(Ok((stream, key))) => {
-                    run_over(shared, stream, (addr, Some(key)), hs, origin, ready, slot).await
+                    Box::pin(run_over(
+                        shared,
+                        stream,
+                        (addr, Some(key)),
+                        hs,
+                        origin,
+                        ready,
+                        slot,
+                    ))
+                    .await
                 }
             }
         }

@@ -4,15 +4,14 @@
 //! What it shows is the acknowledgement at the end of a burst: a receiver must acknowledge as
 //! soon as it has no more input, not after the ack delay meant for streams.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use networkio::Event;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::nio::{Mode, Pair};
+use super::nio::{Mode, Pair, read_everything};
 
 /// networkio: `burst` messages of `size` bytes sent one call each, then the wait for the
 /// receipt of the last; the receiving application reads whatever arrives. One time per burst.
@@ -23,18 +22,9 @@ pub async fn networkio(
     burst: usize,
 ) -> anyhow::Result<Vec<Duration>> {
     let pair = Pair::start(mode).await?;
-    let mut events = pair.receiver.events();
-    let reader = tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if let Event::Message { peer } = event {
-                peer.read_all_bytes();
-            }
-        }
-    });
+    let reader = read_everything(&pair.receiver);
     let payload = Bytes::from(vec![0xabu8; size]);
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
-        let start = Instant::now();
+    let times = super::time_rounds(samples, async || {
         let mut last = None;
         for _ in 0..burst {
             last = Some(pair.peer.send_bytes(payload.clone()).await?);
@@ -42,10 +32,9 @@ pub async fn networkio(
         if let Some(receipt) = last {
             receipt.delivered().await?;
         }
-        if i >= samples / 10 {
-            times.push(start.elapsed()); // the first tenth warms up
-        }
-    }
+        Ok(())
+    })
+    .await?;
     pair.stop().await;
     reader.abort();
     Ok(times)
@@ -93,15 +82,12 @@ pub async fn raw(samples: usize, size: usize, burst: usize) -> anyhow::Result<Ve
         frames.extend(std::iter::repeat_n(0xabu8, size));
     }
     let mut ack = [0u8; 1];
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
-        let start = Instant::now();
+    let times = super::time_rounds(samples, async || {
         stream.write_all(&frames).await?;
         stream.read_exact(&mut ack).await?;
-        if i >= samples / 10 {
-            times.push(start.elapsed()); // the first tenth warms up
-        }
-    }
+        Ok(())
+    })
+    .await?;
     drop(stream);
     receiver.await.context("raw receiver task")??;
     Ok(times)

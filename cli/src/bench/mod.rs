@@ -171,6 +171,23 @@ struct Figures {
     lost: Option<u64>,
 }
 
+/// Times `samples` runs of `round`, after a tenth as many more to warm up.
+pub(crate) async fn time_rounds(
+    samples: usize,
+    mut round: impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Duration>> {
+    for _ in 0..samples / 10 {
+        round().await?;
+    }
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let start = std::time::Instant::now();
+        round().await?;
+        times.push(start.elapsed());
+    }
+    Ok(times)
+}
+
 /// Runs one side of a throughput measurement: with `split`, on a thread of its own in a
 /// single-threaded runtime (as a separate single-connection process would), otherwise as a task
 /// of the current runtime.

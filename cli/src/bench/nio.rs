@@ -129,28 +129,27 @@ pub async fn throughput(
 /// Send-to-Delivered latency of one message at a time.
 pub async fn latencies(mode: Mode, samples: usize, size: usize) -> anyhow::Result<Vec<Duration>> {
     let pair = Pair::start(mode).await?;
-    let mut events = pair.receiver.events();
-    let reader = tokio::spawn(async move {
+    let reader = read_everything(&pair.receiver);
+    let payload = Bytes::from(vec![0xabu8; size]);
+    let times = super::time_rounds(samples, async || {
+        let receipt = pair.peer.send_bytes(payload.clone()).await?;
+        Ok(receipt.delivered().await?)
+    })
+    .await?;
+    pair.stop().await;
+    reader.abort();
+    Ok(times)
+}
+
+/// A task that reads every message `node` receives as soon as it is notified: the receiving
+/// application of the latency benchmarks.
+pub fn read_everything(node: &Node) -> tokio::task::JoinHandle<()> {
+    let mut events = node.events();
+    tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             if let Event::Message { peer } = event {
                 peer.read_all_bytes();
             }
         }
-    });
-    let payload = Bytes::from(vec![0xabu8; size]);
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
-        let start = Instant::now();
-        pair.peer
-            .send_bytes(payload.clone())
-            .await?
-            .delivered()
-            .await?;
-        if i >= samples / 10 {
-            times.push(start.elapsed()); // the first tenth warms up
-        }
-    }
-    pair.stop().await;
-    reader.abort();
-    Ok(times)
+    })
 }

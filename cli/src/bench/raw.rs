@@ -86,15 +86,12 @@ pub async fn round_trips(samples: usize, size: usize) -> anyhow::Result<Vec<Dura
     let mut frame = vec![0xabu8; 4 + size];
     frame[..4].copy_from_slice(&(size as u32).to_be_bytes());
     let mut reply = vec![0u8; 4 + size];
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
-        let start = Instant::now();
+    let times = super::time_rounds(samples, async || {
         stream.write_all(&frame).await?;
         stream.read_exact(&mut reply).await?;
-        if i >= samples / 10 {
-            times.push(start.elapsed()); // the first tenth warms up
-        }
-    }
+        Ok(())
+    })
+    .await?;
     drop(stream);
     echo.await.context("echo task")??;
     Ok(times)

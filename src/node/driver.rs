@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::coop::unconstrained;
@@ -262,6 +262,19 @@ async fn run_connection(
                 }
             }
         }
+    }
+}
+
+/// Reads what is waiting without waiting for more: `None` if nothing is. Unconstrained: with
+/// the task's cooperative budget spent, tokio would answer "pending" although input waits.
+async fn read_now<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+) -> Option<io::Result<usize>> {
+    tokio::select! {
+        biased;
+        read = unconstrained(reader.read_buf(rbuf)) => Some(read),
+        () = std::future::ready(()) => None,
     }
 }
 
@@ -530,14 +543,14 @@ impl Conn {
             // Only with nothing to write: a stream of input must not hold back our output.
             if held && fresh && self.wbuf.is_empty() && !unflushed {
                 fresh = false;
-                // Polled once: ready if input is waiting, otherwise the ready branch is taken.
-                // Unconstrained: with the task's cooperative budget spent, tokio would answer
-                // "pending" although input waits, and the input would pass for drained.
-                let read = tokio::select! {
-                    biased;
-                    read = unconstrained(reader.read_buf(&mut self.rbuf)) => Some(read),
-                    () = std::future::ready(()) => None,
-                };
+                let mut read = read_now(&mut reader, &mut self.rbuf).await;
+                if read.is_none() {
+                    // One scheduling round before calling it drained: a sender on the same
+                    // runtime that is streaming gets to write its next batch, so the pause
+                    // between two of its writes is not taken for the end of a burst.
+                    tokio::task::yield_now().await;
+                    read = read_now(&mut reader, &mut self.rbuf).await;
+                }
                 match read {
                     None => drained = true,
                     Some(Ok(0)) => return (established, End::Eof),

@@ -179,6 +179,9 @@ impl EventQueue {
     /// Queues `kind` for `peer` unless one is already waiting.
     pub(crate) fn push(&self, peer: &Arc<PeerInner>, kind: Kind) {
         let bit = kind as u8;
+        if matches!(kind, Kind::Connected | Kind::Disconnected) {
+            peer.last_link_event.store(bit, Ordering::Release);
+        }
         if peer.pending_events.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
             return; // coalesced with the marker already queued
         }
@@ -218,8 +221,11 @@ impl EventQueue {
                 None => return if queue.closed { Err(Closed) } else { Ok(None) },
             };
             drop(queue);
-            peer.pending_events
-                .fetch_and(!(kind as u8), Ordering::AcqRel);
+            let pending = peer
+                .pending_events
+                .fetch_and(!(kind as u8), Ordering::AcqRel)
+                & !(kind as u8);
+            let kind = link_event_to_report(&peer, kind, pending);
             if let Some(event) = Peer::from_inner(peer).materialize(kind) {
                 return Ok(Some(event));
             }
@@ -228,6 +234,26 @@ impl EventQueue {
 }
 
 struct Closed;
+
+/// The kind a marker taken from the queue reports. Connection markers coalesce like the others,
+/// so `Connected, Disconnected, Connected` leaves `[Connected, Disconnected]` queued: the last
+/// connection marker taken (no other one pending) reports the latest connection event instead
+/// of its own, so that an application following the events ends on the true state.
+fn link_event_to_report(peer: &PeerInner, kind: Kind, pending: u8) -> Kind {
+    let other = match kind {
+        Kind::Connected => Kind::Disconnected,
+        Kind::Disconnected => Kind::Connected,
+        _ => return kind,
+    };
+    if pending & other as u8 != 0 {
+        return kind; // a later connection marker will report the end state
+    }
+    match peer.last_link_event.load(Ordering::Acquire) {
+        bit if bit == Kind::Connected as u8 => Kind::Connected,
+        bit if bit == Kind::Disconnected as u8 => Kind::Disconnected,
+        _ => kind,
+    }
+}
 
 /// A handle to the node's notification queue (see [`Node::events`](crate::Node::events)).
 ///
@@ -254,5 +280,46 @@ impl Events {
     /// The next event if one is waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
         self.queue.pop().ok().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::proto::{Config, Session};
+
+    fn kinds(queue: &EventQueue) -> Vec<&'static str> {
+        std::iter::from_fn(|| queue.pop().ok().flatten())
+            .map(|event| match event {
+                Event::Connected { .. } => "connected",
+                Event::Disconnected { .. } => "disconnected",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn coalesced_connection_events_end_on_the_latest_state() {
+        let queue = EventQueue::new(0);
+        let session = Session::new(Instant::now(), 1, Config::default());
+        let peer = PeerInner::new("p".into(), session);
+        // Connected, Disconnected, Connected: the third coalesces with the first marker.
+        queue.push(&peer, Kind::Connected);
+        queue.push(&peer, Kind::Disconnected);
+        queue.push(&peer, Kind::Connected);
+        assert_eq!(kinds(&queue).last(), Some(&"connected"));
+        // The other way round ends disconnected.
+        queue.push(&peer, Kind::Disconnected);
+        queue.push(&peer, Kind::Connected);
+        queue.push(&peer, Kind::Disconnected);
+        assert_eq!(kinds(&queue).last(), Some(&"disconnected"));
+        // Without coalescing, each is reported in order.
+        queue.push(&peer, Kind::Disconnected);
+        assert_eq!(kinds(&queue), ["disconnected"]);
+        queue.push(&peer, Kind::Connected);
+        queue.push(&peer, Kind::Disconnected);
+        assert_eq!(kinds(&queue), ["connected", "disconnected"]);
     }
 }

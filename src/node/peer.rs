@@ -143,6 +143,9 @@ pub(crate) struct PeerInner {
     pub(crate) delivery: watch::Sender<DeliveryState>,
     /// Bit mask of event kinds queued for this peer (see `events::Kind`).
     pub(crate) pending_events: AtomicU8,
+    /// The kind (`Connected` or `Disconnected`) of the connection event queued last: what the
+    /// last connection marker taken from the queue reports (see `EventQueue::pop`).
+    pub(crate) last_link_event: AtomicU8,
 }
 
 /// Everything behind the peer's lock: the sans-IO session and what the driver reports.
@@ -221,6 +224,7 @@ impl PeerInner {
             space: Notify::new(),
             delivery: watch::Sender::new(DeliveryState::default()),
             pending_events: AtomicU8::new(0),
+            last_link_event: AtomicU8::new(0),
         })
     }
 

@@ -86,13 +86,7 @@ fn read_into(mut events: Events, checker: Arc<Mutex<Checker>>, expect: u64) {
         match events.recv_timeout(WAIT).unwrap() {
             Event::Message { peer } => {
                 let msgs: Vec<Msg> = peer.read_all().unwrap();
-                let mut c = checker.lock().unwrap();
-                for m in &msgs {
-                    if m.from != peer.name() {
-                        c.misattributed += 1;
-                    }
-                    c.received(m);
-                }
+                checker.lock().unwrap().received_from(peer.name(), &msgs);
                 got += msgs.len() as u64;
             }
             Event::SessionLost { .. } => checker.lock().unwrap().sessions_lost += 1,

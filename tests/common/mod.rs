@@ -71,6 +71,17 @@ impl Checker {
         }
     }
 
+    /// Records what the application read from the peer named `from`: each message must have
+    /// been sent by that peer (else it is counted as misattributed).
+    pub fn received_from(&mut self, from: &str, msgs: &[Msg]) {
+        for m in msgs {
+            if m.from != from {
+                self.misattributed += 1;
+            }
+            self.received(m);
+        }
+    }
+
     /// Records what the application of `msg.to` read.
     pub fn received(&mut self, msg: &Msg) {
         self.received += 1;
@@ -172,13 +183,7 @@ pub fn spawn_reader(node: &Node, checker: Arc<Mutex<Checker>>) -> watch::Receive
             match event {
                 Event::Message { peer } => {
                     let msgs: Vec<Msg> = peer.read_all().unwrap();
-                    let mut c = checker.lock().unwrap();
-                    for m in &msgs {
-                        if m.from != peer.name() {
-                            c.misattributed += 1;
-                        }
-                        c.received(m);
-                    }
+                    checker.lock().unwrap().received_from(peer.name(), &msgs);
                     count += msgs.len() as u64;
                     tx.send_replace(count);
                 }

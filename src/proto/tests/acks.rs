@@ -1,22 +1,14 @@
 //! When acknowledgements go out: at once for a few messages and at the end of a burst, coalesced
 //! while data streams in, and window updates as soon as a read frees credit.
 
-use super::{Mode, Pair, Side, established, test_config};
+use super::{Mode, Pair, Side};
 use crate::proto::Config;
 use crate::proto::frame::Frame;
 
-/// A connected pair whose windows and inboxes take a thousand messages (a quarter: 250) and
-/// whose wires take a megabyte per step, with the frames and events of connecting taken.
+/// The shared wide pair (windows and inboxes of a thousand messages, a quarter: 250), with the
+/// frames of connecting taken as well.
 fn wide_pair() -> (Pair, Config) {
-    let mut config = test_config();
-    config.window.messages = 1000;
-    config.inbox.messages = 1000;
-    let mut pair = Pair::new(config);
-    pair.wire_limit = 1 << 20;
-    pair.connect();
-    pair.steps(2);
-    assert_eq!(established(&pair.take_events(Side::A)), [false]);
-    assert_eq!(established(&pair.take_events(Side::B)), [false]);
+    let (mut pair, config) = super::wide_pair();
     pair.take_frames(Side::A);
     pair.take_frames(Side::B);
     (pair, config)

@@ -518,3 +518,18 @@ pub(crate) fn established(events: &[SessionEvent]) -> Vec<bool> {
         })
         .collect()
 }
+
+/// A connected pair whose windows take a thousand messages and whose wires take a megabyte per
+/// step, with the events of connecting taken.
+pub(crate) fn wide_pair() -> (Pair, Config) {
+    let mut config = test_config();
+    config.window.messages = 1000;
+    config.inbox.messages = 1000;
+    let mut pair = Pair::new(config);
+    pair.wire_limit = 1 << 20;
+    pair.connect();
+    pair.steps(2);
+    assert_eq!(established(&pair.take_events(Side::A)), [false]);
+    assert_eq!(established(&pair.take_events(Side::B)), [false]);
+    (pair, config)
+}

@@ -5,9 +5,9 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Mode, Pair, Side, established, test_config};
+use super::{Mode, Pair, Side, established, test_config, wide_pair};
 use crate::proto::frame::{self, Frame};
-use crate::proto::{Config, LinkError, ProtocolViolation, PushError, SessionEvent};
+use crate::proto::{LinkError, ProtocolViolation, PushError, SessionEvent};
 
 fn count(frames: &[Frame], pred: impl Fn(&Frame) -> bool) -> usize {
     frames.iter().filter(|f| pred(f)).count()
@@ -25,21 +25,6 @@ fn data_seqs(frames: &[Frame]) -> Vec<u64> {
             _ => None,
         })
         .collect()
-}
-
-/// A connected pair whose windows take a thousand messages and whose wires take a megabyte per
-/// step, with the events of connecting taken.
-fn wide_pair() -> (Pair, Config) {
-    let mut config = test_config();
-    config.window.messages = 1000;
-    config.inbox.messages = 1000;
-    let mut pair = Pair::new(config);
-    pair.wire_limit = 1 << 20;
-    pair.connect();
-    pair.steps(2);
-    assert_eq!(established(&pair.take_events(Side::A)), [false]);
-    assert_eq!(established(&pair.take_events(Side::B)), [false]);
-    (pair, config)
 }
 
 #[test]

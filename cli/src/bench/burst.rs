@@ -57,18 +57,11 @@ pub async fn raw(samples: usize, size: usize, burst: usize) -> anyhow::Result<Ve
                 return anyhow::Ok(());
             }
             filled += n;
-            let mut at = 0;
-            while let Some(header) = buf.get(at..at + 4) {
-                let len = u32::from_be_bytes(header.try_into()?) as usize;
-                if at + 4 + len > filled {
-                    break;
-                }
-                at += 4 + len;
-                seen += 1;
-                if seen == burst {
-                    seen = 0;
-                    stream.write_all(&[1]).await?;
-                }
+            let (at, frames) = super::raw::complete_frames(&buf[..filled]);
+            seen += frames;
+            while seen >= burst {
+                seen -= burst;
+                stream.write_all(&[1]).await?;
             }
             buf.copy_within(at..filled, 0);
             filled -= at;

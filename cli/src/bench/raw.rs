@@ -26,15 +26,8 @@ pub async fn throughput(count: u64, size: usize, split: bool) -> anyhow::Result<
             let n = stream.read(&mut buf[filled..]).await?;
             anyhow::ensure!(n > 0, "sender closed early");
             filled += n;
-            let mut at = 0;
-            while let Some(header) = buf.get(at..at + 4) {
-                let len = u32::from_be_bytes(header.try_into()?) as usize;
-                if at + 4 + len > filled {
-                    break;
-                }
-                at += 4 + len;
-                seen += 1;
-            }
+            let (at, frames) = complete_frames(&buf[..filled]);
+            seen += frames as u64;
             buf.copy_within(at..filled, 0);
             filled -= at;
         }
@@ -95,4 +88,19 @@ pub async fn round_trips(samples: usize, size: usize) -> anyhow::Result<Vec<Dura
     drop(stream);
     echo.await.context("echo task")??;
     Ok(times)
+}
+
+/// The complete length-prefixed frames at the start of `buf`: how many bytes they take, and how
+/// many there are (the raw contenders' receivers parse what they read with it).
+pub(crate) fn complete_frames(buf: &[u8]) -> (usize, usize) {
+    let (mut at, mut frames) = (0, 0);
+    while let Some(header) = buf.get(at..at + 4) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if at + 4 + len > buf.len() {
+            break;
+        }
+        at += 4 + len;
+        frames += 1;
+    }
+    (at, frames)
 }

@@ -232,4 +232,4 @@ pub use node::{
 pub use proto::SessionCounters;
 pub use proto::admission::RefusalReason;
 pub use proto::session::LostReason;
-pub use security::{Identity, KnownPeers, PublicKey, TrustPolicy};
+pub use security::{Identity, KnownPeers, KnownPeersLimits, PublicKey, TrustPolicy};

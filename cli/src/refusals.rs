@@ -71,7 +71,8 @@ fn describe(
         (
             RefusalReason::NotAllowlisted
             | RefusalReason::KnownPeerMismatch
-            | RefusalReason::KnownPeersUnwritable,
+            | RefusalReason::KnownPeersUnwritable
+            | RefusalReason::KnownPeersFull,
             Some(key),
         ) => format!("{who} with key {key}: {reason}"),
         _ => format!("{who}: {reason}"),
@@ -218,6 +219,10 @@ pub(crate) fn hint(code: CloseCode) -> Option<&'static str> {
         RefusalReason::KnownPeersUnwritable => {
             "it cannot write its --known-peers file: its operator must fix that"
         }
+        RefusalReason::KnownPeersFull => {
+            "its --known-peers file is full, or pins as many names to our --key as it may: its \
+             operator must raise --known-peers-max or --known-peers-per-key, or remove lines"
+        }
         RefusalReason::NameInUse => {
             "another process with our --id is connected to it with another key; the name is \
              free once that connection ends, which for a process that died takes up to the \
@@ -262,6 +267,7 @@ mod tests {
             CloseCode::NameInUse,
             CloseCode::KeyMismatch,
             CloseCode::TrustStoreFailed,
+            CloseCode::TrustStoreFull,
         ] {
             assert!(hint(code).is_some(), "{code}");
         }

@@ -103,6 +103,11 @@ pub(crate) fn apply_events(
                 established = true;
                 // The session now belongs to the key of the connection that established it.
                 core.peer_key = core.pending_key;
+                // Only now, with the session established, do known peers pin the name (in
+                // memory at once; the file is written by the policy's own thread).
+                if let (Some(key), Security::Tls(configs)) = (&core.peer_key, &shared.security) {
+                    configs.trust.record(&peer.name, key);
+                }
                 core.state = ConnectionState::Connected;
                 core.resumed = resumed;
                 core.established_count += 1;

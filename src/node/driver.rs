@@ -333,7 +333,8 @@ async fn run_over<S: Transport>(
         refused(RefusalReason::SessionLimit);
         return conn.finish(stream, None, false, End::Busy).await;
     };
-    // After the session cap, so a known-peers file records only names the node can take.
+    // A check only: a known-peers file records the key once the session is established
+    // (`apply_events`), so a refused or failed handshake pins nothing.
     if let (Some(key), Security::Tls(configs)) = (&key, &shared.security) {
         if let Err((reason, detail)) = configs.trust.authorize(&hello.name, key) {
             // The details (file paths, pinned keys) stay in our log; the peer learns which rule

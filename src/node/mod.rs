@@ -681,6 +681,10 @@ impl Node {
         shared.closed.cancel();
         shared.tasks.close();
         shared.tasks.wait().await;
+        // Known peers recorded in this run reach their file before `shutdown` returns.
+        if let Security::Tls(configs) = &shared.security {
+            configs.trust.flush().await;
+        }
         self.finish_close();
         self.publish_metrics();
         tracing::debug!(name = %shared.name, "node shut down");

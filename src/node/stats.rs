@@ -101,6 +101,9 @@ pub struct HandshakeRefusals {
     pub known_peer_mismatch: u64,
     /// A new key could not be recorded in the known-peers file (`known_peers_unwritable`).
     pub known_peers_unwritable: u64,
+    /// A new key was not recorded: the known-peers file, or the key's share of it, is full
+    /// (`known_peers_full`).
+    pub known_peers_full: u64,
     /// Another key holds the name (`name_in_use`).
     pub name_in_use: u64,
     /// The session cap was reached (`session_limit`).
@@ -137,6 +140,7 @@ impl HandshakeRefusals {
                 RefusalReason::KnownPeersUnwritable.label(),
                 self.known_peers_unwritable,
             ),
+            (RefusalReason::KnownPeersFull.label(), self.known_peers_full),
             (RefusalReason::NameInUse.label(), self.name_in_use),
             (RefusalReason::SessionLimit.label(), self.session_limit),
             (
@@ -309,6 +313,7 @@ impl NodeCounters {
             not_allowlisted: us(RefusalReason::NotAllowlisted),
             known_peer_mismatch: us(RefusalReason::KnownPeerMismatch),
             known_peers_unwritable: us(RefusalReason::KnownPeersUnwritable),
+            known_peers_full: us(RefusalReason::KnownPeersFull),
             name_in_use: us(RefusalReason::NameInUse),
             session_limit: us(RefusalReason::SessionLimit),
             connection_limit: us(RefusalReason::ConnectionLimit),

@@ -22,6 +22,10 @@ pub enum RefusalReason {
     /// A key seen for the first time could not be recorded in the known-peers file (the
     /// refusing node's own failure: its file is not writable). Not recorded, not trusted.
     KnownPeersUnwritable,
+    /// A key seen for the first time under this name cannot be recorded: the known-peers file
+    /// holds as many entries as it may, or the key already pins as many names as one key may
+    /// ([`KnownPeersLimits`](crate::KnownPeersLimits)). Not recorded, not trusted.
+    KnownPeersFull,
     /// Another key holds the claimed name: a live connection serves its session (under the
     /// open policy), or a session bound to another key is alive (under the other policies).
     NameInUse,
@@ -36,10 +40,11 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, for code that keeps one counter per reason.
-    pub const ALL: [RefusalReason; 6] = [
+    pub const ALL: [RefusalReason; 7] = [
         RefusalReason::NotAllowlisted,
         RefusalReason::KnownPeerMismatch,
         RefusalReason::KnownPeersUnwritable,
+        RefusalReason::KnownPeersFull,
         RefusalReason::NameInUse,
         RefusalReason::SessionLimit,
         RefusalReason::ConnectionLimit,
@@ -51,6 +56,7 @@ impl RefusalReason {
             RefusalReason::NotAllowlisted => "not_allowlisted",
             RefusalReason::KnownPeerMismatch => "known_peer_mismatch",
             RefusalReason::KnownPeersUnwritable => "known_peers_unwritable",
+            RefusalReason::KnownPeersFull => "known_peers_full",
             RefusalReason::NameInUse => "name_in_use",
             RefusalReason::SessionLimit => "session_limit",
             RefusalReason::ConnectionLimit => "connection_limit",
@@ -63,6 +69,7 @@ impl RefusalReason {
             RefusalReason::NotAllowlisted => CloseCode::Unauthorized,
             RefusalReason::KnownPeerMismatch => CloseCode::KeyMismatch,
             RefusalReason::KnownPeersUnwritable => CloseCode::TrustStoreFailed,
+            RefusalReason::KnownPeersFull => CloseCode::TrustStoreFull,
             RefusalReason::NameInUse => CloseCode::NameInUse,
             RefusalReason::SessionLimit | RefusalReason::ConnectionLimit => CloseCode::Busy,
         }
@@ -75,6 +82,7 @@ impl RefusalReason {
             CloseCode::Unauthorized => Some(RefusalReason::NotAllowlisted),
             CloseCode::KeyMismatch => Some(RefusalReason::KnownPeerMismatch),
             CloseCode::TrustStoreFailed => Some(RefusalReason::KnownPeersUnwritable),
+            CloseCode::TrustStoreFull => Some(RefusalReason::KnownPeersFull),
             CloseCode::NameInUse => Some(RefusalReason::NameInUse),
             _ => None,
         }
@@ -88,6 +96,9 @@ impl std::fmt::Display for RefusalReason {
             RefusalReason::KnownPeerMismatch => "known peers record another key for this name",
             RefusalReason::KnownPeersUnwritable => {
                 "the key could not be recorded in the known-peers file"
+            }
+            RefusalReason::KnownPeersFull => {
+                "the known-peers file is full, or this key pins as many names as it may"
             }
             RefusalReason::NameInUse => "the name is in use by another key",
             RefusalReason::SessionLimit => "too many sessions",

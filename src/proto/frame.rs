@@ -137,6 +137,9 @@ pub enum CloseCode {
     /// The node could not record the key for the name (its known-peers file is not writable):
     /// the refusing node's own failure.
     TrustStoreFailed,
+    /// The node will not record the key for the name: its known-peers file holds as many
+    /// entries as it may, or the key pins as many names as one key may.
+    TrustStoreFull,
     /// A code this implementation does not know (kept so it can be reported).
     Other(u16),
 }
@@ -159,6 +162,7 @@ impl CloseCode {
             CloseCode::NameInUse => 11,
             CloseCode::KeyMismatch => 12,
             CloseCode::TrustStoreFailed => 13,
+            CloseCode::TrustStoreFull => 14,
             CloseCode::Other(v) => v,
         }
     }
@@ -180,6 +184,7 @@ impl CloseCode {
             11 => CloseCode::NameInUse,
             12 => CloseCode::KeyMismatch,
             13 => CloseCode::TrustStoreFailed,
+            14 => CloseCode::TrustStoreFull,
             other => CloseCode::Other(other),
         }
     }
@@ -202,6 +207,7 @@ impl std::fmt::Display for CloseCode {
             CloseCode::NameInUse => "name in use",
             CloseCode::KeyMismatch => "key mismatch",
             CloseCode::TrustStoreFailed => "trust store failed",
+            CloseCode::TrustStoreFull => "trust store full",
             CloseCode::Other(v) => return write!(f, "close code {v}"),
         };
         f.write_str(name)

@@ -16,9 +16,11 @@
 //! client restarted with a new random key is not locked out.
 
 mod identity;
+mod known_peers;
 mod tls;
 mod trust;
 
 pub use identity::{Identity, PublicKey};
+pub use known_peers::{KnownPeers, KnownPeersLimits};
 pub(crate) use tls::{Security, TlsConfigs, peer_key};
-pub use trust::{KnownPeers, TrustPolicy};
+pub use trust::TrustPolicy;

@@ -1,11 +1,11 @@
 //! Who may use which name: the trust policies and the `known_peers` file.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::PublicKey;
+use super::known_peers::{KnownPeers, KnownPeersLimits};
 use crate::error::{Error, Result};
 use crate::proto::admission::RefusalReason;
 use crate::proto::validate_name;
@@ -28,9 +28,10 @@ pub enum TrustPolicy {
     Open,
     /// Only the listed names, each with its key. A session stays bound to its key until it ends.
     Allowlist(Arc<HashMap<String, PublicKey>>),
-    /// Trust on first use, as SSH does: the first key seen for a name is recorded in a
-    /// `known_peers` file, and from then on only that key may use the name. A session stays
-    /// bound to its key until it ends.
+    /// Trust on first use, as SSH does: the first key to establish a session under a name is
+    /// recorded in a `known_peers` file, and from then on only that key may use the name. A
+    /// session stays bound to its key until it ends. Bounded ([`KnownPeersLimits`]); see
+    /// [`KnownPeers`].
     KnownPeers(Arc<KnownPeers>),
 }
 
@@ -41,32 +42,28 @@ impl TrustPolicy {
         Ok(TrustPolicy::Allowlist(Arc::new(entries)))
     }
 
-    /// Trust on first use with the `known_peers` file at `path`, created (empty) if missing.
+    /// Trust on first use with the `known_peers` file at `path`, created (empty) if missing,
+    /// with the default [`KnownPeersLimits`].
     ///
     /// Fails at once if the file cannot be created or opened for writing, rather than refusing
     /// every new peer later because its key cannot be recorded.
     pub fn known_peers_file(path: impl Into<PathBuf>) -> Result<TrustPolicy> {
-        let path = path.into();
-        // Opening for append writes nothing, but proves a first-use key can be recorded.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| {
-                Error::InvalidConfig(format!(
-                    "cannot create or write known-peers file {}: {e}",
-                    path.display()
-                ))
-            })?;
-        let entries = read_trust_file(&path)?;
-        Ok(TrustPolicy::KnownPeers(Arc::new(KnownPeers {
-            path,
-            entries: Mutex::new(entries),
-        })))
+        TrustPolicy::known_peers_file_with(path, KnownPeersLimits::default())
+    }
+
+    /// [`TrustPolicy::known_peers_file`] with other limits: most entries in the file, most
+    /// names one key may pin (each at least 1).
+    pub fn known_peers_file_with(
+        path: impl Into<PathBuf>,
+        limits: KnownPeersLimits,
+    ) -> Result<TrustPolicy> {
+        let known = KnownPeers::open(path.into(), limits)?;
+        Ok(TrustPolicy::KnownPeers(Arc::new(known)))
     }
 
     /// Whether `key` may use `name`; if not, why, and the details for our own log (paths,
-    /// pinned keys), which the peer is not told.
+    /// pinned keys), which the peer is not told. Checked after the peer's HELLO; records
+    /// nothing (see [`TrustPolicy::record`]) and touches no file.
     pub(crate) fn authorize(&self, name: &str, key: &PublicKey) -> Result<(), Refused> {
         match self {
             TrustPolicy::Open => Ok(()),
@@ -81,7 +78,23 @@ impl TrustPolicy {
                     format!("{name} is not on the allowlist"),
                 )),
             },
-            TrustPolicy::KnownPeers(known) => known.check_or_record(name, key),
+            TrustPolicy::KnownPeers(known) => known.check(name, key),
+        }
+    }
+
+    /// Called once a session is established by `key` under `name`: known peers pin the name
+    /// to the key (if the limits allow), written to the file off the caller's thread.
+    pub(crate) fn record(&self, name: &str, key: &PublicKey) {
+        if let TrustPolicy::KnownPeers(known) = self {
+            known.record(name, key);
+        }
+    }
+
+    /// Waits until what was recorded so far is written (known peers; nothing to wait for with
+    /// the other policies).
+    pub(crate) async fn flush(&self) {
+        if let TrustPolicy::KnownPeers(known) = self {
+            known.flush().await;
         }
     }
 
@@ -95,52 +108,7 @@ impl TrustPolicy {
 /// A trust policy's refusal: the reason, and the details for the refusing node's log.
 pub(crate) type Refused = (RefusalReason, String);
 
-/// The `known_peers` file of [`TrustPolicy::KnownPeers`].
-#[derive(Debug)]
-pub struct KnownPeers {
-    path: PathBuf,
-    entries: Mutex<HashMap<String, PublicKey>>,
-}
-
-impl KnownPeers {
-    fn check_or_record(&self, name: &str, key: &PublicKey) -> Result<(), Refused> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        match entries.get(name) {
-            Some(known) if known == key => Ok(()),
-            Some(known) => Err((
-                RefusalReason::KnownPeerMismatch,
-                format!(
-                    "{name} presented {key}, but {} records {known}",
-                    self.path.display()
-                ),
-            )),
-            None => {
-                // A hand-edited file may lack its final newline: never glue two entries.
-                let unterminated = std::fs::read(&self.path)
-                    .map(|bytes| bytes.last().is_some_and(|&last| last != b'\n'))
-                    .unwrap_or(false);
-                let line = format!("{}{name} {key}\n", if unterminated { "\n" } else { "" });
-                let appended = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-                    .and_then(|mut f| f.write_all(line.as_bytes()));
-                if let Err(e) = appended {
-                    // Not recorded, not trusted: the next run could not check this key.
-                    return Err((
-                        RefusalReason::KnownPeersUnwritable,
-                        format!("cannot record {name} in {}: {e}", self.path.display()),
-                    ));
-                }
-                tracing::info!(peer = name, %key, "trusting on first use");
-                entries.insert(name.to_owned(), *key);
-                Ok(())
-            }
-        }
-    }
-}
-
-fn read_trust_file(path: &Path) -> Result<HashMap<String, PublicKey>> {
+pub(super) fn read_trust_file(path: &Path) -> Result<HashMap<String, PublicKey>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::InvalidConfig(format!("cannot read trust file {}: {e}", path.display()))
     })?;
@@ -197,46 +165,5 @@ mod tests {
             assert!(TrustPolicy::allowlist_file(&path).is_err());
         }
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn known_peers_trust_on_first_use_and_then_pin() {
-        let path = std::env::temp_dir().join(format!("networkio-known-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let (a, b) = (
-            Identity::generate().unwrap().public_key(),
-            Identity::generate().unwrap().public_key(),
-        );
-        let policy = TrustPolicy::known_peers_file(&path).unwrap();
-        assert!(policy.authorize("peer", &a).is_ok(), "first use");
-        assert!(policy.authorize("peer", &a).is_ok());
-        let refused = policy.authorize("peer", &b).unwrap_err();
-        assert_eq!(refused.0, RefusalReason::KnownPeerMismatch, "pinned");
-        // A new process reads what the first one recorded.
-        let reloaded = TrustPolicy::known_peers_file(&path).unwrap();
-        assert!(reloaded.authorize("peer", &b).is_err());
-        assert!(reloaded.authorize("peer", &a).is_ok());
-        // A file that stops being writable after start (its directory replaced by a file:
-        // root may write anywhere, so modes would not do) refuses what it cannot record, and
-        // says so.
-        let dir = path.with_extension("dir");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        let unwritable = TrustPolicy::known_peers_file(dir.join("known")).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        std::fs::write(&dir, "not a directory").unwrap();
-        let refused = unwritable.authorize("peer", &a).unwrap_err();
-        assert_eq!(refused.0, RefusalReason::KnownPeersUnwritable);
-        std::fs::remove_file(&dir).unwrap();
-        std::fs::remove_file(&path).unwrap();
-    }
-
-    #[test]
-    fn known_peers_file_that_cannot_be_written_fails_at_once() {
-        let dir = std::env::temp_dir().join(format!("networkio-missing-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let error = TrustPolicy::known_peers_file(dir.join("peers.txt")).unwrap_err();
-        assert!(matches!(error, Error::InvalidConfig(_)), "{error}");
-        assert!(error.to_string().contains("peers.txt"), "{error}");
     }
 }

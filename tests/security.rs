@@ -261,13 +261,18 @@ async fn allowlist_refuses_an_unknown_name() {
 async fn known_peers_trusts_on_first_use_then_pins_across_restarts() {
     let path = temp_path("known-peers");
     let (key_a, key_b) = (Identity::generate().unwrap(), Identity::generate().unwrap());
-    let server = server_with(TrustPolicy::known_peers_file(&path).unwrap()).await;
+    let policy = TrustPolicy::known_peers_file(&path).unwrap();
+    let TrustPolicy::KnownPeers(known) = policy.clone() else {
+        panic!("known peers expected")
+    };
+    let server = server_with(policy).await;
     let addr = server.local_addrs()[0];
 
-    // First use: accepted and recorded.
+    // First use: accepted and recorded (by the policy's writer thread).
     let a = client_with("client", &key_a).await;
     let peer = within("first connect", a.connect(addr)).await.unwrap();
     deliver_one(&peer, &server, "client", "first").await;
+    within("the entry written", known.flush()).await;
     let recorded = std::fs::read_to_string(&path).unwrap();
     assert_eq!(recorded, format!("client {}\n", key_a.public_key()));
     // End A's session, so only the recorded key (not a live session) can refuse B.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use networkio::{Identity, NodeBuilder, TrustPolicy};
+use networkio::{Identity, KnownPeersLimits, NodeBuilder, TrustPolicy};
 
 /// The one-line warning `listen` prints when anyone may connect.
 pub(crate) const OPEN_WARNING: &str =
@@ -40,6 +40,16 @@ pub(crate) struct SecurityArgs {
     #[arg(long, value_name = "FILE")]
     known_peers: Option<PathBuf>,
 
+    /// With --known-peers: most names FILE may pin; a new name beyond is refused
+    /// (TRUST_STORE_FULL). Default 16384.
+    #[arg(long, value_name = "N", requires = "known_peers", value_parser = clap::value_parser!(u32).range(1..))]
+    known_peers_max: Option<u32>,
+
+    /// With --known-peers: most names one key may pin, so one key cycling through names
+    /// cannot fill FILE. Default 16.
+    #[arg(long, value_name = "N", requires = "known_peers", value_parser = clap::value_parser!(u32).range(1..))]
+    known_peers_per_key: Option<u32>,
+
     /// INSECURE: no TLS, so no encryption and no authentication; anyone who can reach the
     /// node may claim any name and read the messages. For trusted networks only. Both sides
     /// must use it (a plaintext node and a TLS node cannot talk).
@@ -72,7 +82,15 @@ impl SecurityArgs {
             builder = builder.trust(policy);
         }
         if let Some(path) = &self.known_peers {
-            let policy = TrustPolicy::known_peers_file(path).context("bad --known-peers file")?;
+            let mut limits = KnownPeersLimits::default();
+            if let Some(max) = self.known_peers_max {
+                limits.max_entries = max as usize;
+            }
+            if let Some(max) = self.known_peers_per_key {
+                limits.max_names_per_key = max as usize;
+            }
+            let policy = TrustPolicy::known_peers_file_with(path, limits)
+                .context("bad --known-peers file")?;
             builder = builder.trust(policy);
         }
         Ok(builder)

@@ -304,6 +304,50 @@ async fn known_peers_trusts_the_first_key_and_then_only_that_one() {
     );
 }
 
+/// One key may pin only `--known-peers-per-key` names: the next name is refused at once, with
+/// what to do about it, and the file keeps only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_peers_per_key_caps_the_names_one_key_pins() {
+    let dir = TempDir::new("known-peers-cap");
+    let (key, public) = keygen(&dir, "a.key", "x").await;
+    let known = dir.file("known_peers");
+    let mut listener = listen(
+        "recorder",
+        &["--known-peers", text(&known), "--known-peers-per-key", "1"],
+    )
+    .await;
+    let addr = listener.addr.clone();
+    let send_as = |id: &'static str| {
+        let (key, addr) = (text(&key).to_owned(), addr.clone());
+        async move {
+            let args = [
+                "--id",
+                id,
+                "--key",
+                &key,
+                "--to",
+                &addr,
+                "--timeout",
+                "20",
+                id,
+            ];
+            send(&args, None).await
+        }
+    };
+    let (status, stderr) = send_as("x").await;
+    assert!(status.success(), "send failed: {stderr}");
+    assert_eq!(listener.next_line().await, "x\tx");
+    let (status, stderr) = send_as("y").await;
+    assert_one_error_line(status, &stderr);
+    assert!(stderr.contains("--known-peers-per-key"), "{stderr}");
+    let (rest, _) = listener.terminate().await;
+    assert!(rest.is_empty(), "unexpected output: {rest:?}");
+    assert_eq!(
+        std::fs::read_to_string(&known).expect("known_peers"),
+        format!("x {public}\n")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_plaintext_works_on_both_sides_and_fails_cleanly_on_one() {
     let mut listener = listen("plain", &["--insecure-plaintext"]).await;
@@ -405,6 +449,8 @@ async fn security_options_are_documented_and_exclusive() {
         &["--insecure-plaintext", "--key", "a"],
         &["--insecure-plaintext", "--trust", "a"],
         &["--insecure-plaintext", "--known-peers", "a"],
+        &["--known-peers-per-key", "2"],
+        &["--known-peers", "a", "--known-peers-max", "0"],
     ] {
         let mut all = vec!["send", "--id", "s", "--to", "127.0.0.1:1"];
         all.extend_from_slice(args);

@@ -1,7 +1,8 @@
 //! Entry points that drive the protocol core with arbitrary bytes and check its invariants.
 //!
 //! Used by the cargo-fuzz targets in `fuzz/` (see `docs/FUZZING.md`) and by a unit test that runs
-//! them over pseudo-random inputs. Each function panics only when an invariant is broken: that
+//! them over pseudo-random inputs. Compiled only for tests and with the `fuzzing` feature (which
+//! `fuzz/` enables), never into an ordinary build. It reads no clock: time is an argument. Each function panics only when an invariant is broken: that
 //! panic is what a fuzzer reports. Peer input itself must never make the core panic.
 //!
 //! - [`frame_decode`]: decoding never panics, never allocates beyond the input and the limit, and
@@ -145,10 +146,10 @@ fn check_round_trip(frame: &Frame) {
 // ---- handshake ------------------------------------------------------------------------------
 
 /// Feeds `data` to a [`Handshake`] whole, then in chunks whose sizes derive from the data: both
-/// must give the same result and leave the same bytes behind.
-pub fn handshake(data: &[u8]) {
+/// must give the same result and leave the same bytes behind. `now` is the handshake's start (any
+/// instant: only durations from it matter).
+pub fn handshake(data: &[u8], now: Instant) {
     let config = Config::default();
-    let now = Instant::now();
     let new = || Handshake::new(now, "fuzz-local", 0x5eed, &config);
 
     let mut whole_buf = BytesMut::from(data);
@@ -238,8 +239,7 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(config: Config) -> Sim {
-        let now = Instant::now();
+    fn new(config: Config, now: Instant) -> Sim {
         let incarnations = [0xa000_0001, 0xb000_0001];
         Sim {
             base: now,
@@ -575,14 +575,15 @@ const CLOCK_STEPS: [Duration; 8] = [
 ];
 
 /// Interprets `data` as operations on two connected sessions and checks the delivery invariants
-/// (see the module docs).
-pub fn session_ops(data: &[u8]) {
-    run_session_ops(data);
+/// (see the module docs). `base` is where the virtual clock starts (any instant: only durations
+/// from it matter).
+pub fn session_ops(data: &[u8], base: Instant) {
+    run_session_ops(data, base);
 }
 
-fn run_session_ops(data: &[u8]) -> Sim {
+fn run_session_ops(data: &[u8], base: Instant) -> Sim {
     let mut input = Input { data };
-    let mut sim = Sim::new(sim_config(&mut input));
+    let mut sim = Sim::new(sim_config(&mut input), base);
     sim.connect();
     let mut ops = 0;
     while !input.is_empty() && ops < 512 {
@@ -707,9 +708,10 @@ mod tests {
     #[test]
     fn handshake_on_random_inputs() {
         let mut rng = StdRng::seed_from_u64(2);
+        let now = Instant::now();
         for _ in 0..5000 {
-            handshake(&frame_like(&mut rng));
-            handshake(&random_bytes(&mut rng, 64));
+            handshake(&frame_like(&mut rng), now);
+            handshake(&random_bytes(&mut rng, 64), now);
         }
     }
 
@@ -727,7 +729,7 @@ mod tests {
                     }
                 }
             }
-            let sim = run_session_ops(&data);
+            let sim = run_session_ops(&data, Instant::now());
             if !sim.injected {
                 clean += 1;
                 disrupted += usize::from(sim.disrupted);

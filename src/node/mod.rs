@@ -648,6 +648,9 @@ impl Node {
     /// 4. fails the receipts of messages still unacknowledged with [`Error::NodeClosed`]; those
     ///    messages are lost with this node. The event queue ends ([`Events::recv`] returns `None`
     ///    after the last event).
+    ///
+    /// Names a known-peers policy recorded in this run are in its file when it returns
+    /// ([`KnownPeers::flush`](crate::KnownPeers::flush)).
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         shared.closing.cancel();

@@ -23,6 +23,7 @@
 )]
 
 pub mod admission;
+pub mod endpoint;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -18,6 +18,8 @@ mod peer;
 mod recv;
 mod stats;
 mod table;
+#[cfg(test)]
+mod tests;
 mod transport;
 mod watch;
 

@@ -20,7 +20,11 @@ use crate::proto::session::{LinkId, LostReason};
 use crate::proto::{Config, LinkError, PeerHello, Session};
 
 async fn node(name: &str) -> Node {
-    Node::builder(name).insecure_plaintext().start().await.unwrap()
+    Node::builder(name)
+        .insecure_plaintext()
+        .start()
+        .await
+        .unwrap()
 }
 
 fn hello(name: &str, incarnation: u64, config: &Config) -> PeerHello {
@@ -89,7 +93,11 @@ impl Remote {
 fn break_link(peer: &PeerInner) {
     let mut core = peer.lock();
     let mut garbage = BytesMut::from(&[0xff; 8][..]);
-    assert!(core.session.handle_input(clock::now(), &mut garbage).is_err());
+    assert!(
+        core.session
+            .handle_input(clock::now(), &mut garbage)
+            .is_err()
+    );
 }
 
 fn link_error() -> End {
@@ -155,7 +163,9 @@ async fn a_session_without_a_link_expires_on_the_paused_clock() {
     let link = remote.connect(&node, &peer);
     remote.carry(&node, &peer);
     drain(&mut events);
-    handle.try_send_bytes(Bytes::from_static(b"never acknowledged")).unwrap();
+    handle
+        .try_send_bytes(Bytes::from_static(b"never acknowledged"))
+        .unwrap();
     break_link(&peer);
     end_link(&node.shared, &peer, &mut peer.lock(), link, &link_error());
     assert!(matches!(
@@ -211,7 +221,62 @@ async fn an_entry_is_forgotten_only_without_handles() {
     drop(copy);
     assert_eq!(peer.handles(), 0);
     node.shared.forget_if_unused(&peer);
-    assert!(node.peer("p").is_none(), "internal references do not keep it");
+    assert!(
+        node.peer("p").is_none(),
+        "internal references do not keep it"
+    );
     drop(extra_internal_reference);
+    node.abort().await;
+}
+
+/// The driver's timers run on tokio's clock too: a peer that falls silent right after its
+/// handshake is declared dead at the idle timeout of the paused clock, over a real socket, in
+/// no real time.
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_times_out_on_the_paused_clock() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = Node::builder("n")
+        .insecure_plaintext()
+        .listen("127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let mut events = node.events();
+    let wall = std::time::Instant::now();
+    // The peer, by hand: HELLO, then its SESSION offer, then nothing.
+    let config = Config::default();
+    let mut tcp = tokio::net::TcpStream::connect(node.local_addrs()[0])
+        .await
+        .unwrap();
+    let mut handshake = crate::proto::Handshake::new(clock::now(), "p", 0xbeef, &config);
+    let (mut out, mut input) = (BytesMut::new(), BytesMut::new());
+    handshake.write_hello(&mut out);
+    tcp.write_all_buf(&mut out).await.unwrap();
+    let hello = loop {
+        if let Some(hello) = handshake.handle_input(clock::now(), &mut input).unwrap() {
+            break hello;
+        }
+        assert_ne!(tcp.read_buf(&mut input).await.unwrap(), 0);
+    };
+    let mut session = Session::new(clock::now(), 0xbeef, config);
+    session.begin_link(clock::now(), &hello, handshake.deadline(), 7);
+    session.handle_input(clock::now(), &mut input).unwrap();
+    session.poll_transmit(clock::now(), &mut out, usize::MAX);
+    tcp.write_all_buf(&mut out).await.unwrap();
+    let connected = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+    assert!(matches!(connected, Ok(Some(Event::Connected { .. }))));
+
+    let silent_since = tokio::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(60), events.recv()).await;
+    let Ok(Some(Event::Disconnected { reason, .. })) = ended else {
+        panic!("expected a disconnection, got {ended:?}");
+    };
+    let idle = node.shared.config.protocol.idle_timeout;
+    assert_eq!(reason, LinkError::IdleTimeout(idle).to_string());
+    assert!(silent_since.elapsed() >= idle - Duration::from_secs(1));
+    assert!(silent_since.elapsed() <= idle + Duration::from_secs(1));
+    assert!(wall.elapsed() < Duration::from_secs(10), "waited real time");
+    drop(tcp);
     node.abort().await;
 }

@@ -158,6 +158,11 @@ impl<T: Entry> Endpoint<T> {
         self.entries.get(name)
     }
 
+    /// The entry of `name`, if any, to change.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut T> {
+        self.entries.get_mut(name)
+    }
+
     /// Every entry, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &T> {
         self.entries.values()
@@ -173,6 +178,21 @@ impl<T: Entry> Endpoint<T> {
         self.entries.is_empty()
     }
 
+    /// Attaches a new connection to its peer's session: see [`EndpointConfig::attach`] (the
+    /// rules need the node's identity and policy, not the table; a driver whose entries are not
+    /// behind their own locks calls that directly while it borrows an entry mutably).
+    pub fn attach<K: Copy + PartialEq>(
+        &self,
+        record: &mut PeerRecord<K>,
+        session: &mut Session,
+        new: NewLink<'_, K>,
+        now: Instant,
+    ) -> Result<Attached, AttachRefusal> {
+        self.config.attach(record, session, new, now)
+    }
+}
+
+impl EndpointConfig {
     /// Attaches a new connection, whose HELLO named `record`'s peer, to the peer's session:
     /// 1. key binding ([`binding`]): another key never continues, receives or replaces a live
     ///    connection's session; under the open policy a session without a connection is ended
@@ -196,7 +216,7 @@ impl<T: Entry> Endpoint<T> {
             record.bound.as_ref(),
             new.key.as_ref(),
             live.is_some(),
-            self.config.names_pinned,
+            self.names_pinned,
         ) {
             Binding::Attach => {}
             Binding::Refuse => {
@@ -214,7 +234,7 @@ impl<T: Entry> Endpoint<T> {
         }
         if let Some(current) = live {
             if current.origin != new.origin {
-                let ours_kept = self.config.local_name.as_str() < new.hello.name.as_str();
+                let ours_kept = self.local_name.as_str() < new.hello.name.as_str();
                 let kept = if ours_kept {
                     Origin::Dialed
                 } else {

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use super::ProtocolViolation;
+use super::budget::Reservation;
 use super::frame::{self, Frame};
 use super::stats::ReceiveCounters;
 
@@ -51,6 +52,8 @@ pub struct Inbound {
     limit_bytes: u64,
     /// Totals over the session's life (kept across [`Inbound::reset`]).
     counters: ReceiveCounters,
+    /// Its part of the node-wide inbox budget: grants never exceed it.
+    reservation: Reservation,
 }
 
 /// What happened to an incoming DATA frame.
@@ -77,7 +80,42 @@ impl Inbound {
             limit_seq: 0,
             limit_bytes: 0,
             counters: ReceiveCounters::default(),
+            reservation: Reservation::default(),
         }
+    }
+
+    /// Grants from now on also respect `reservation`, a part of a node-wide budget.
+    pub fn set_reservation(&mut self, reservation: Reservation) {
+        self.reservation = reservation;
+    }
+
+    /// Payload bytes the peer could make the inbox hold without reading: what it holds plus the
+    /// credit granted and not used yet.
+    fn committed(&self) -> usize {
+        let credit = self.limit_bytes.saturating_sub(self.received_bytes);
+        self.inbox_bytes
+            .saturating_add(usize::try_from(credit).unwrap_or(usize::MAX))
+    }
+
+    /// Brings the reservation up to date (see [`Reservation::refresh`]) before a grant is
+    /// computed; `linked`: a connection exists that grants go out on.
+    pub fn refresh_budget(&mut self, linked: bool) {
+        let committed = self.committed();
+        self.reservation
+            .refresh(self.limits.bytes, committed, linked);
+    }
+
+    /// Whether a grant was held back because the node-wide budget was spent.
+    pub fn budget_waiting(&self) -> bool {
+        self.reservation.waiting()
+    }
+
+    /// The connection that the current credit was granted on is gone: the peer starts from no
+    /// credit on the next one (§7.1), so it no longer ties up the budget. Everything received
+    /// stays.
+    pub fn void_credit(&mut self) {
+        self.limit_seq = self.received_up_to();
+        self.limit_bytes = self.received_bytes;
     }
 
     /// Totals over the session's life.
@@ -90,11 +128,16 @@ impl Inbound {
         self.next_expected
     }
 
-    /// The window to grant: free inbox slots and bytes. Counted from the last acknowledged
-    /// message, since everything up to it is already in the inbox.
+    /// The window to grant: free inbox slots and bytes, the bytes also within the session's part
+    /// of the node-wide budget. Counted from the last acknowledged message, since everything up
+    /// to it is already in the inbox.
     pub fn window(&self) -> (u64, u64) {
         let messages = self.limits.messages.saturating_sub(self.inbox.len());
-        let bytes = self.limits.bytes.saturating_sub(self.inbox_bytes);
+        let bytes = self
+            .limits
+            .bytes
+            .min(self.reservation.allowance())
+            .saturating_sub(self.inbox_bytes);
         (messages as u64, bytes as u64)
     }
 

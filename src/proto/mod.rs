@@ -23,6 +23,7 @@
 )]
 
 pub mod admission;
+pub mod budget;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -39,6 +40,7 @@ use std::time::{Duration, Instant};
 
 pub use frame::{CloseCode, Frame, FrameError};
 pub use handshake::{Handshake, PeerHello};
+pub use budget::InboxBudget;
 pub use inbound::InboxLimits;
 pub use outbound::{PushError, WindowLimits};
 pub use session::{Session, SessionEvent};

@@ -196,7 +196,10 @@ impl Reservation {
             .active
             .load(Ordering::Relaxed)
             .saturating_sub(usize::from(self.active));
-        let share = budget.shared.checked_div(others.saturating_add(1)).unwrap_or(0);
+        let share = budget
+            .shared
+            .checked_div(others.saturating_add(1))
+            .unwrap_or(0);
         let target = wanted.min(share).max(floor);
         if self.held > target {
             let excess = self.held.saturating_sub(target);

@@ -38,9 +38,9 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
+pub use budget::InboxBudget;
 pub use frame::{CloseCode, Frame, FrameError};
 pub use handshake::{Handshake, PeerHello};
-pub use budget::InboxBudget;
 pub use inbound::InboxLimits;
 pub use outbound::{PushError, WindowLimits};
 pub use session::{Session, SessionEvent};

@@ -135,11 +135,17 @@ pub(crate) fn apply_events(
                 read_through,
                 ..
             } => {
-                core.ended.push(Ended {
+                core.ended.push_back(Ended {
                     messages_before,
                     acked,
                     reason,
                 });
+                if core.ended.len() > shared.config.max_ended_sessions {
+                    core.forgotten = core.ended.pop_front().map(|e| e.reason);
+                }
+                shared
+                    .memory
+                    .handed_back(unacked.iter().map(|m| m.len()).sum());
                 core.handed_back.extend(unacked);
                 core.lost_reason = Some(reason);
                 core.recv.lost(read_through, reason);

@@ -491,8 +491,11 @@ impl Conn {
             // Whether the session may have more to encode than the first slice took.
             let mut more;
             let woken = wake.notified();
+            // Created before the session is asked whether it waits for budget, so that bytes
+            // freed in between still wake this loop.
+            let budget_freed = shared.memory.inbox_freed.notified();
             let now = Instant::now();
-            let (timeout, held) = {
+            let (timeout, held, starved) = {
                 let mut core = peer.lock();
                 if core.session.link_id() != Some(link) {
                     return (established, End::Replaced);
@@ -527,7 +530,11 @@ impl Conn {
                         let _ = tx.send(Ok(Peer::from_inner(peer.clone())));
                     }
                 }
-                (core.session.poll_timeout(), core.session.ack_held())
+                (
+                    core.session.poll_timeout(),
+                    core.session.ack_held(),
+                    core.session.budget_waiting(),
+                )
             };
             // The rest of a batch is encoded a slice at a time, so that an application queueing
             // messages waits for the lock no longer than one slice takes.
@@ -596,6 +603,9 @@ impl Conn {
                     }
                 }
                 _ = woken => {}
+                // Only while the session waits for budget: the node-wide notifier is not
+                // registered with on the way of every connection.
+                _ = budget_freed, if starved => {}
                 _ = sleep_until(sleep) => {}
             }
         }

@@ -10,6 +10,7 @@ use parking_lot::{Mutex, MutexGuard};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 
 use super::events::{Event, Kind};
@@ -165,9 +166,13 @@ pub(crate) struct PeerCore {
     pub(crate) established_count: u64,
     pub(crate) closed: bool,
     /// Each ended generation, oldest first: a receipt of an ended generation succeeded if its
-    /// message was acknowledged before the end. One entry per session loss (peer restart or
-    /// expiry), so it stays tiny.
-    pub(crate) ended: Vec<Ended>,
+    /// message was acknowledged before the end. The latest `max_ended_sessions` only.
+    pub(crate) ended: VecDeque<Ended>,
+    /// Why the newest generation no longer in `ended` ended (receipts older than `ended` report
+    /// it).
+    pub(crate) forgotten: Option<LostReason>,
+    /// The node's memory bounds (unset only in unit tests of the event queue).
+    pub(crate) memory: Option<Arc<super::memory::Memory>>,
     /// The key the current session belongs to (TLS only): no other key may attach to it.
     pub(crate) peer_key: Option<crate::security::PublicKey>,
     /// The key of the connection currently attached, adopted when it establishes the session.
@@ -212,7 +217,9 @@ impl PeerInner {
                 lost_reason: None,
                 established_count: 0,
                 closed: false,
-                ended: Vec::new(),
+                ended: VecDeque::new(),
+                forgotten: None,
+                memory: None,
                 peer_key: None,
                 pending_key: None,
                 watched: false,
@@ -317,15 +324,17 @@ impl Peer {
 
     /// The slow path of [`Peer::send_bytes`]: waits for window space, then queues.
     async fn send_when_room(&self, mut payload: Bytes) -> Result<Receipt<'_>> {
+        let memory = self.inner.lock().memory.clone();
         loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
+            let taken = memory.as_ref().map(|m| m.handed_back_taken.notified());
             match self.push(&mut payload) {
                 Ok(Queued { number, .. }) => return Ok(self.receipt(number)),
                 Err(Refused::Full) => {}
                 Err(refused) => return Err(self.refusal(refused, &payload)),
             }
-            space.await;
+            wait_for_room(space, taken).await;
         }
     }
 
@@ -382,9 +391,11 @@ impl Peer {
             return Err(Error::EmptyBatch);
         }
         let mut last = 0;
+        let memory = self.inner.lock().memory.clone();
         let pause = loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
+            let taken = memory.as_ref().map(|m| m.handed_back_taken.notified());
             let mut half_full = false;
             {
                 let mut core = self.inner.lock();
@@ -393,8 +404,9 @@ impl Peer {
                 }
                 let mut wake = false;
                 let mut refused = None;
+                let paused = memory.as_ref().is_some_and(|m| m.sending_paused());
                 // Moved into the session once it has room for each, never cloned.
-                while let Some(payload) = chunk.pop_front() {
+                while let Some(payload) = if paused { None } else { chunk.pop_front() } {
                     let len = payload.len();
                     if !core.session.fits(len) {
                         let max = core.session.max_message();
@@ -433,7 +445,7 @@ impl Peer {
                     break half_full;
                 }
             } else {
-                space.await;
+                wait_for_room(space, taken).await;
             }
         };
         // As `send_bytes` does, once per call: a call carries many messages.
@@ -461,6 +473,11 @@ impl Peer {
         let mut core = self.inner.lock();
         if core.closed {
             return Err(Refused::Closed);
+        }
+        // A relaxed load of a node-wide counter written only when sessions are lost and when
+        // the application takes what they handed back.
+        if core.memory.as_ref().is_some_and(|m| m.sending_paused()) {
+            return Err(Refused::Full);
         }
         let len = payload.len();
         if !core.session.fits(len) {
@@ -560,11 +577,17 @@ impl Peer {
                 reason: core.last_disconnect.clone(),
                 peer: self.clone(),
             },
-            Kind::SessionLost => Event::SessionLost {
-                unacked: std::mem::take(&mut core.handed_back),
-                reason: core.lost_reason?,
-                peer: self.clone(),
-            },
+            Kind::SessionLost => {
+                let unacked = std::mem::take(&mut core.handed_back);
+                if let Some(memory) = &core.memory {
+                    memory.taken_back(unacked.iter().map(Bytes::len).sum());
+                }
+                Event::SessionLost {
+                    unacked,
+                    reason: core.lost_reason?,
+                    peer: self.clone(),
+                }
+            }
         };
         Some(event)
     }
@@ -579,6 +602,20 @@ pub(crate) fn taking<R>(core: &mut PeerCore, read: impl FnOnce(&mut Session) -> 
         core.wake.notify_one();
     }
     taken
+}
+
+/// Waits for window space, or for the application to take handed-back messages (the other
+/// reason a send waits, see `NodeConfig::max_handed_back_bytes`).
+async fn wait_for_room(space: Notified<'_>, taken: Option<Notified<'_>>) {
+    match taken {
+        Some(taken) => {
+            tokio::select! {
+                () = space => {}
+                () = taken => {}
+            }
+        }
+        None => space.await,
+    }
 }
 
 /// Messages [`Peer::send_bytes_many`] takes from its iterator between holds of the peer's lock
@@ -686,7 +723,7 @@ impl<'a> Receipt<'a> {
         match core.ended_generation(self.number) {
             Some(ended) if self.number.saturating_sub(ended.messages_before) <= ended.acked => None,
             Some(ended) => Some(ended.reason),
-            None => Some(LostReason::Expired),
+            None => Some(core.forgotten.unwrap_or(LostReason::Expired)),
         }
     }
 

@@ -135,14 +135,14 @@ pub(crate) fn apply_events(
                 read_through,
                 ..
             } => {
-                core.ended.push_back(Ended {
-                    messages_before,
-                    acked,
-                    reason,
-                });
-                if core.ended.len() > shared.config.max_ended_sessions {
-                    core.forgotten = core.ended.pop_front().map(|e| e.reason);
-                }
+                core.record_ended(
+                    Ended {
+                        messages_before,
+                        acked,
+                        reason,
+                    },
+                    shared.config.max_ended_sessions,
+                );
                 shared
                     .memory
                     .handed_back(unacked.iter().map(|m| m.len()).sum());

@@ -189,6 +189,14 @@ pub(crate) struct PeerCore {
 }
 
 impl PeerCore {
+    /// Remembers how a generation ended, forgetting the oldest beyond `max`.
+    pub(crate) fn record_ended(&mut self, ended: Ended, max: usize) {
+        self.ended.push_back(ended);
+        while self.ended.len() > max {
+            self.forgotten = self.ended.pop_front().map(|e| e.reason);
+        }
+    }
+
     /// The ended generation message `number` belongs to, if it belongs to one.
     fn ended_generation(&self, number: u64) -> Option<Ended> {
         // Generations number their messages in order, so the right one is the last that began
@@ -786,5 +794,41 @@ impl OwnedReceipt {
     /// See [`Receipt::delivered`].
     pub async fn delivered(&self) -> Result<()> {
         self.receipt().delivered().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Config, Session};
+
+    #[test]
+    fn ended_sessions_are_remembered_up_to_the_bound() {
+        let peer = PeerInner::new(
+            "p".into(),
+            Session::new(std::time::Instant::now(), 1, Config::default()),
+        );
+        let mut core = peer.lock();
+        for i in 0..1000u64 {
+            let reason = if i == 935 {
+                LostReason::PeerShutdown
+            } else {
+                LostReason::Expired
+            };
+            core.record_ended(
+                Ended {
+                    messages_before: i * 10,
+                    acked: 5,
+                    reason,
+                },
+                64,
+            );
+        }
+        assert_eq!(core.ended.len(), 64);
+        assert_eq!(core.forgotten, Some(LostReason::PeerShutdown));
+        // A message of a remembered generation is still told apart: acknowledged or not.
+        let last = core.ended_generation(9993).unwrap();
+        assert_eq!((last.messages_before, last.acked), (9990, 5));
+        assert!(core.ended_generation(100).is_none(), "forgotten");
     }
 }

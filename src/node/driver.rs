@@ -491,8 +491,8 @@ impl Conn {
             // Whether the session may have more to encode than the first slice took.
             let mut more;
             let woken = wake.notified();
-            // Created before the session is asked whether it waits for budget, so that bytes
-            // freed in between still wake this loop.
+            // Only polled while the session waits for budget; a wake-up meant for another
+            // waiting connection is kept (a permit) until one polls it.
             let budget_freed = shared.memory.inbox_freed.notified();
             let now = Instant::now();
             let (timeout, held, starved) = {

@@ -12,8 +12,8 @@ use crate::proto::InboxBudget;
 
 pub(crate) struct Memory {
     pub(crate) inbox: Arc<InboxBudget>,
-    /// Woken (all waiters) when inbox budget frees while sessions wait for it: their connections
-    /// grant what they can now take.
+    /// Woken (one waiter at a time, see `InboxBudget`) when inbox budget frees while sessions
+    /// wait for it: the connection grants what it can now take and passes the turn on.
     pub(crate) inbox_freed: Arc<Notify>,
     handed_back_limit: usize,
     /// Payload bytes handed back by lost sessions and not yet taken by the application.
@@ -27,7 +27,7 @@ impl Memory {
         let inbox_freed = Arc::new(Notify::new());
         let wake = inbox_freed.clone();
         let inbox = InboxBudget::new(config.inbox_budget, config.max_sessions, move || {
-            wake.notify_waiters()
+            wake.notify_one()
         });
         Arc::new(Memory {
             inbox,

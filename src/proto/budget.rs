@@ -24,8 +24,11 @@
 //!
 //! **Waking.** A session that wanted more than the shared part had left is *waiting*: whenever
 //! bytes are given back while any session waits, the budget calls its `on_free` callback, so
-//! that the driver can wake the waiting connections to grant what they can now take (otherwise a
-//! sender held back by a full budget would never hear that it freed).
+//! that the driver can wake a waiting connection to grant what it can now take (otherwise a
+//! sender held back by a full budget would never hear that it freed). The callback is meant to
+//! wake one waiting session, not all: a session that takes bytes and leaves some while others
+//! still wait calls it again, passing the turn on. With thousands of sessions waiting, one
+//! release then costs one wake-up, not thousands.
 //!
 //! **Cost.** Nothing is counted per message: a session's inbox bytes are its own. The budget is
 //! touched (a few atomic operations, never a lock) when a session computes a grant.
@@ -96,6 +99,11 @@ impl InboxBudget {
         self.guaranteed
     }
 
+    /// Bytes of the shared part (the budget less the guaranteed bytes of every session).
+    pub fn shared(&self) -> usize {
+        self.shared
+    }
+
     /// Bytes of the shared part currently held by sessions.
     pub fn shared_in_use(&self) -> usize {
         self.used.load(Ordering::Relaxed)
@@ -116,6 +124,10 @@ impl InboxBudget {
                 (got > 0).then(|| used.saturating_add(got))
             });
         got
+    }
+
+    fn has_free(&self) -> bool {
+        self.used.load(Ordering::SeqCst) < self.shared
     }
 
     /// Gives `n` shared bytes back, and tells the waiting sessions.
@@ -209,6 +221,7 @@ impl Reservation {
             budget.release(excess);
             return;
         }
+        let before = self.held;
         if self.held < target {
             self.held = self
                 .held
@@ -223,6 +236,11 @@ impl Reservation {
         }
         self.set_waiting(budget, self.held < target);
         self.set_active(budget);
+        if self.held > before && !self.waiting && budget.has_free() && budget.waiting() > 0 {
+            // Woken by a release, this session took what it wanted and left some: the next
+            // waiting session's turn (waking them one at a time, not all at once).
+            (budget.on_free)();
+        }
     }
 
     fn set_waiting(&mut self, budget: &InboxBudget, waiting: bool) {

@@ -3,7 +3,7 @@
 //! peer lets that peer go on, nobody is starved, and everything is delivered once read.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Mode, Pair, Side, test_config};
 use crate::proto::InboxBudget;
@@ -15,15 +15,19 @@ const BUDGET: usize = 4096;
 struct Node {
     pairs: Vec<Pair>,
     budget: Arc<InboxBudget>,
-    /// Set by the budget's `on_free`: the driver runs every pair once.
-    freed: Arc<AtomicBool>,
+    /// Calls of the budget's `on_free`: each wakes one waiting pair, as the node's driver does.
+    freed: Arc<AtomicUsize>,
+    /// Where the search for a waiting pair to wake starts (round robin).
+    next_wake: usize,
 }
 
 impl Node {
     fn new() -> Node {
-        let freed = Arc::new(AtomicBool::new(false));
-        let flag = freed.clone();
-        let budget = InboxBudget::new(BUDGET, PEERS, move || flag.store(true, Ordering::SeqCst));
+        let freed = Arc::new(AtomicUsize::new(0));
+        let count = freed.clone();
+        let budget = InboxBudget::new(BUDGET, PEERS, move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
         let mut config = test_config();
         config.window.messages = 1000;
         config.inbox.messages = 1000;
@@ -44,6 +48,7 @@ impl Node {
             pairs,
             budget,
             freed,
+            next_wake: 0,
         }
     }
 
@@ -54,14 +59,24 @@ impl Node {
             .sum()
     }
 
-    /// Runs as a driver would: a pair only when it has work, or every pair once the budget
-    /// reported bytes freed; until nothing has work. Checks the budget after every step.
+    /// Runs as a driver would: a pair only when it has work, or when the budget's `on_free`
+    /// woke it (one waiting pair per call); until nothing has work. Checks the budget after
+    /// every step.
     fn run(&mut self) {
-        for _ in 0..1000 {
-            let woken = self.freed.swap(false, Ordering::SeqCst);
+        for _ in 0..10_000 {
+            let mut woken = vec![false; PEERS];
+            for _ in 0..self.freed.swap(0, Ordering::SeqCst) {
+                let waiting = (0..PEERS)
+                    .map(|k| (self.next_wake + k) % PEERS)
+                    .find(|&k| !woken[k] && self.pairs[k].session(Side::B).budget_waiting());
+                if let Some(k) = waiting {
+                    woken[k] = true;
+                    self.next_wake = k + 1;
+                }
+            }
             let mut ran = false;
             for i in 0..PEERS {
-                if woken || self.pairs[i].has_work() {
+                if woken[i] || self.pairs[i].has_work() {
                     self.pairs[i].step();
                     ran = true;
                     let held = self.inbox_bytes();
@@ -184,6 +199,14 @@ fn bytes_freed_by_one_peer_wake_the_peers_waiting_for_them() {
     assert!(
         others(&node) > before,
         "the waiting peers were not given the freed bytes"
+    );
+    // Each wake-up woke one waiting peer, which passed the turn on: no byte stays free while a
+    // peer waits for it.
+    assert!(
+        node.budget.waiting() == 0 || node.budget.shared_in_use() == node.budget.shared(),
+        "{} bytes free while {} peers wait",
+        node.budget.shared() - node.budget.shared_in_use(),
+        node.budget.waiting()
     );
     assert!(node.inbox_bytes() <= BUDGET);
 }

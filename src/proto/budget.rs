@@ -12,8 +12,10 @@
 //!   full the rest is. One peer, or many, flooding a node whose application does not read them
 //!   cannot stop another peer from sending: it always has that much credit (small messages get
 //!   through, slowly), and as the application reads, more.
-//! - a *shared* part, the rest: a session takes from it, up to its own inbox limit, no more than
-//!   its *fair share*, the shared part divided by the sessions holding or waiting for some of it.
+//! - a *shared* part, the rest: a session takes from it what it asks for (see
+//!   [`Inbound::refresh_budget`](super::inbound::Inbound::refresh_budget): the largest message
+//!   at first, doubling while the peer uses it, up to its own inbox limit), no more than its
+//!   *fair share*, the shared part divided by the sessions holding or waiting for some of it.
 //!   A session above its share (it took more while it was alone) grants nothing more, and gives
 //!   back what it holds beyond its share as soon as that is neither in its inbox nor granted
 //!   (as the application reads it), so the bytes go to the sessions waiting for them.
@@ -184,23 +186,23 @@ impl Reservation {
         self.waiting
     }
 
-    /// Moves the reservation towards what the session should hold: up to `limit` (its own inbox
-    /// byte limit) within its fair share while it has a connection (`linked`), nothing beyond
-    /// the guaranteed part otherwise, and never less than `committed` (bytes in its inbox plus
-    /// credit granted and unused).
-    pub fn refresh(&mut self, limit: usize, committed: usize, linked: bool) {
+    /// Moves the reservation towards what the session should hold: `want` bytes (at most its
+    /// own inbox limit) within its fair share while it has a connection (`linked`), nothing
+    /// beyond the guaranteed part otherwise, and never less than `committed` (bytes in its inbox
+    /// plus credit granted and unused).
+    pub fn refresh(&mut self, want: usize, committed: usize, linked: bool) {
         // Taken out and put back rather than cloned: no reference count per grant.
         let Some(budget) = self.budget.take() else {
             return;
         };
-        self.settle(&budget, limit, committed, linked);
+        self.settle(&budget, want, committed, linked);
         self.budget = Some(budget);
     }
 
-    fn settle(&mut self, budget: &InboxBudget, limit: usize, committed: usize, linked: bool) {
+    fn settle(&mut self, budget: &InboxBudget, want: usize, committed: usize, linked: bool) {
         let floor = committed.saturating_sub(budget.guaranteed);
         let wanted = if linked {
-            limit.saturating_sub(budget.guaranteed)
+            want.saturating_sub(budget.guaranteed)
         } else {
             0
         };

@@ -54,6 +54,11 @@ pub struct Inbound {
     counters: ReceiveCounters,
     /// Its part of the node-wide inbox budget: grants never exceed it.
     reservation: Reservation,
+    /// The part a connection starts from (see [`Inbound::set_reservation`]).
+    initial: usize,
+    /// `received_bytes` when the reservation last grew: the peer asks for more once it has
+    /// used half of it since.
+    grown_at: u64,
 }
 
 /// What happened to an incoming DATA frame.
@@ -81,12 +86,18 @@ impl Inbound {
             limit_bytes: 0,
             counters: ReceiveCounters::default(),
             reservation: Reservation::default(),
+            initial: usize::MAX,
+            grown_at: 0,
         }
     }
 
-    /// Grants from now on also respect `reservation`, a part of a node-wide budget.
-    pub fn set_reservation(&mut self, reservation: Reservation) {
+    /// Grants from now on also respect `reservation`, a part of a node-wide budget. A connection
+    /// starts with `initial` bytes of it (the largest message the peer may send: nothing it
+    /// sends is then held back for long by a peer that sends nothing), and grows it, doubling, as
+    /// far as the peer uses it.
+    pub fn set_reservation(&mut self, reservation: Reservation, initial: usize) {
         self.reservation = reservation;
+        self.initial = initial;
     }
 
     /// Payload bytes the peer could make the inbox hold without reading: what it holds plus the
@@ -98,11 +109,24 @@ impl Inbound {
     }
 
     /// Brings the reservation up to date (see [`Reservation::refresh`]) before a grant is
-    /// computed; `linked`: a connection exists that grants go out on.
+    /// computed; `linked`: a connection exists that grants go out on. Once the peer has sent half
+    /// of the session's part since it last grew, the session asks for twice its part; otherwise
+    /// for the initial part (or what it holds): credit that a peer leaves unused cannot be taken
+    /// back, so a peer that sends little does not get much.
     pub fn refresh_budget(&mut self, linked: bool) {
         let committed = self.committed();
+        let allowance = self.limits.bytes.min(self.reservation.allowance());
+        let used = self.received_bytes.saturating_sub(self.grown_at);
+        let want = if used.saturating_mul(2) >= allowance as u64 {
+            allowance.saturating_mul(2)
+        } else {
+            allowance.max(self.initial)
+        };
         self.reservation
-            .refresh(self.limits.bytes, committed, linked);
+            .refresh(want.min(self.limits.bytes), committed, linked);
+        if self.reservation.allowance() > allowance {
+            self.grown_at = self.received_bytes;
+        }
     }
 
     /// Whether a grant was held back because the node-wide budget was spent.
@@ -286,6 +310,7 @@ impl Inbound {
         self.received_bytes = 0;
         self.limit_seq = 0;
         self.limit_bytes = 0;
+        self.grown_at = 0;
     }
 
     /// Whether no message waits for the application.

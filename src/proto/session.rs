@@ -189,8 +189,10 @@ impl Session {
     /// The same session, its grants also within a part of `budget`, shared with the node's other
     /// sessions (see [`InboxBudget`]).
     pub fn with_inbox_budget(mut self, budget: &Arc<InboxBudget>) -> Self {
-        self.inbound
-            .set_reservation(Reservation::new(budget.clone()));
+        self.inbound.set_reservation(
+            Reservation::new(budget.clone()),
+            self.config.window.max_message,
+        );
         self
     }
 
@@ -429,8 +431,8 @@ impl Session {
         let has_session = self.session_id != 0;
         // Credit of an earlier link is void; the offer is recorded now, so that the budget
         // counts it from the moment it exists.
-        self.inbound.void_credit();
         self.inbound.refresh_budget(true);
+        self.inbound.void_credit();
         let window = self.inbound.window();
         self.inbound.advertise(window);
         let offer = SessionOffer {

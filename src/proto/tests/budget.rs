@@ -210,3 +210,30 @@ fn bytes_freed_by_one_peer_wake_the_peers_waiting_for_them() {
     );
     assert!(node.inbox_bytes() <= BUDGET);
 }
+
+#[test]
+fn an_idle_peer_takes_only_the_initial_part_and_a_busy_one_grows() {
+    // 64 KiB over 2 sessions: 16 KiB guaranteed each, 32 KiB shared.
+    let budget = InboxBudget::new(64 << 10, 2, || {});
+    let mut config = test_config();
+    config.window.messages = 1000;
+    config.window.bytes = 1 << 20;
+    config.inbox.messages = 1000;
+    config.inbox.bytes = 48 << 10;
+    let mut pair = Pair::new(config);
+    pair.wire_limit = 1 << 20;
+    pair.share_budget(Side::B, &budget);
+    pair.connect();
+    pair.steps(2);
+    assert!(pair.both_established());
+    // The largest message (1 KiB) fits the guaranteed part: an idle peer takes nothing shared.
+    assert_eq!(budget.shared_in_use(), 0);
+    // A peer whose messages flow (the application reads them) asks for more, doubling.
+    for _ in 0..20 {
+        pair.send(Side::A, 1000);
+        pair.steps(3);
+        pair.read_all(Side::B);
+    }
+    assert!(budget.shared_in_use() > 0, "the busy peer never grew");
+    pair.assert_delivery(Mode::Strict);
+}

@@ -115,7 +115,7 @@ impl Inbound {
     /// back, so a peer that sends little does not get much.
     pub fn refresh_budget(&mut self, linked: bool) {
         let committed = self.committed();
-        let allowance = self.limits.bytes.min(self.reservation.allowance());
+        let allowance = self.bytes_limit();
         let used = self.received_bytes.saturating_sub(self.grown_at);
         let want = if used.saturating_mul(2) >= allowance as u64 {
             allowance.saturating_mul(2)
@@ -157,11 +157,7 @@ impl Inbound {
     /// to it is already in the inbox.
     pub fn window(&self) -> (u64, u64) {
         let messages = self.limits.messages.saturating_sub(self.inbox.len());
-        let bytes = self
-            .limits
-            .bytes
-            .min(self.reservation.allowance())
-            .saturating_sub(self.inbox_bytes);
+        let bytes = self.bytes_limit().saturating_sub(self.inbox_bytes);
         (messages as u64, bytes as u64)
     }
 
@@ -200,10 +196,11 @@ impl Inbound {
         }
         let credit_messages = self.limit_seq.saturating_sub(self.received_up_to());
         let credit_bytes = self.limit_bytes.saturating_sub(self.received_bytes);
+        let bytes_limit = self.bytes_limit();
         grown_messages >= quarter(self.limits.messages)
-            || grown_bytes >= quarter(self.limits.bytes)
+            || grown_bytes >= quarter(bytes_limit)
             || credit_messages < quarter(self.limits.messages)
-            || credit_bytes < quarter(self.limits.bytes).max(max_message as u64)
+            || credit_bytes < quarter(bytes_limit).max(max_message as u64)
     }
 
     /// Whether enough arrived since the last acknowledgement to acknowledge it without
@@ -211,7 +208,13 @@ impl Inbound {
     pub fn ack_pressure(&self) -> bool {
         let messages = self.received_up_to().saturating_sub(self.acked);
         let bytes = self.received_bytes.saturating_sub(self.acked_bytes);
-        messages >= quarter(self.limits.messages) || bytes >= quarter(self.limits.bytes)
+        messages >= quarter(self.limits.messages) || bytes >= quarter(self.bytes_limit())
+    }
+
+    /// The inbox byte limit as it stands: the session's part of the node-wide budget may be
+    /// less. Acknowledgements and grants are due per quarter of it.
+    fn bytes_limit(&self) -> usize {
+        self.limits.bytes.min(self.reservation.allowance())
     }
 
     /// Accepts a DATA frame: appends it, drops it as a duplicate, or reports a gap.

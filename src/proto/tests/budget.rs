@@ -64,7 +64,7 @@ impl Node {
     /// every step.
     fn run(&mut self) {
         for _ in 0..10_000 {
-            let mut woken = vec![false; PEERS];
+            let mut woken = [false; PEERS];
             for _ in 0..self.freed.swap(0, Ordering::SeqCst) {
                 let waiting = (0..PEERS)
                     .map(|k| (self.next_wake + k) % PEERS)
@@ -75,8 +75,8 @@ impl Node {
                 }
             }
             let mut ran = false;
-            for i in 0..PEERS {
-                if woken[i] || self.pairs[i].has_work() {
+            for (i, woke) in woken.into_iter().enumerate() {
+                if woke || self.pairs[i].has_work() {
                     self.pairs[i].step();
                     ran = true;
                     let held = self.inbox_bytes();

@@ -62,10 +62,12 @@ pub struct NodeConfig {
     /// budget, so however many peers send and however slowly the application reads, the inboxes
     /// never hold more. Half of it is guaranteed: each session may always be granted
     /// `inbox_budget / 2 / max_sessions` bytes (2 KiB by default), so no flood starves another
-    /// peer. The other half is shared: a session takes at most its fair share (that half
-    /// divided by the sessions holding or waiting for some of it), and gives back what it holds
-    /// beyond its share as its application reads; credit a peer holds and does not use stays
-    /// its own until its connection ends. Must leave room for the largest message in the shared
+    /// peer. The other half is shared: a connection starts with room for one message of the
+    /// maximum size, doubles its part each time its peer has used half of it, takes at most its
+    /// fair share (that half divided by the sessions holding or waiting for some of it), and
+    /// gives back what it holds beyond its share as its application reads; credit a peer holds
+    /// and does not use stays its own until its connection ends. A connection held back by a
+    /// spent budget is woken to grant more when bytes are given back. Must leave room for the largest message in the shared
     /// half and at least one byte per session in the other.
     pub inbox_budget: usize,
     /// Payload bytes handed back by lost sessions ([`Event::SessionLost`]) that the node keeps

@@ -65,8 +65,11 @@
 //!   waits while it is full, [`Peer::try_send`] returns [`Error::Full`]. Each peer has an inbox
 //!   ([`NodeBuilder::inbox`]) and grants the sender only what fits in it (credit-based flow
 //!   control), so an application that does not read slows its peers' `send` down instead of
-//!   growing memory. The notification queue holds at most one pending event of each kind per
-//!   peer.
+//!   growing memory. All inboxes together stay within the node's inbox budget
+//!   ([`NodeBuilder::inbox_budget`]), and messages handed back by lost sessions within
+//!   [`NodeBuilder::max_handed_back_bytes`] (beyond it `send` waits until the application takes
+//!   its [`Event::SessionLost`] events). The notification queue holds at most one pending event
+//!   of each kind per peer.
 //!
 //! Acknowledgements never wait behind unread messages (the node always reads its sockets), so an
 //! application may `send().await` from its event loop, replying to each message before reading

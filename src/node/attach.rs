@@ -119,11 +119,17 @@ pub(crate) fn apply_events(
                 read_through,
                 ..
             } => {
-                core.ended.push(Ended {
-                    messages_before,
-                    acked,
-                    reason,
-                });
+                core.record_ended(
+                    Ended {
+                        messages_before,
+                        acked,
+                        reason,
+                    },
+                    shared.config.max_ended_sessions,
+                );
+                shared
+                    .memory
+                    .handed_back(unacked.iter().map(|m| m.len()).sum());
                 core.handed_back.extend(unacked);
                 core.lost_reason = Some(reason);
                 core.recv.lost(read_through, reason);

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use super::events::EventQueue;
 use super::stats::NodeCounters;
 use super::transport::HandshakeSlots;
-use super::{Node, NodeConfig, NodeShared, listen, table};
+use super::{Node, NodeConfig, NodeShared, listen, memory, table};
 use crate::error::Result;
 use crate::proto::validate_name;
 use crate::security::{Identity, Security, TlsConfigs, TrustPolicy};
@@ -77,6 +77,20 @@ impl NodeBuilder {
     /// Most sessions (peers) kept (default 16,384).
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.config.max_sessions = max;
+        self
+    }
+
+    /// Payload bytes all inboxes together may hold, received or granted (default 64 MiB); see
+    /// [`NodeConfig::inbox_budget`].
+    pub fn inbox_budget(mut self, bytes: usize) -> Self {
+        self.config.inbox_budget = bytes;
+        self
+    }
+
+    /// Payload bytes handed back by lost sessions kept until the application takes them
+    /// (default 64 MiB); beyond it `send` waits. See [`NodeConfig::max_handed_back_bytes`].
+    pub fn max_handed_back_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_handed_back_bytes = bytes;
         self
     }
 
@@ -217,6 +231,7 @@ impl NodeBuilder {
             incarnation: new_incarnation(),
             connections: Arc::new(Semaphore::new(self.config.max_connections)),
             handshakes: HandshakeSlots::new(self.config.max_pending_handshakes),
+            memory: memory::Memory::new(&self.config),
             security,
             public_key,
             config: self.config,

@@ -21,8 +21,33 @@ pub struct NodeConfig {
     /// for the newest. Default 256.
     pub max_pending_handshakes: usize,
     /// Most sessions (peers) the node keeps; connections naming new peers beyond it are refused.
-    /// Memory per session is bounded by its window and inbox limits. Default 16,384.
+    /// Memory per session is bounded by its window and inbox limits, and all inboxes together
+    /// by [`NodeConfig::inbox_budget`]. Default 16,384.
     pub max_sessions: usize,
+    /// Payload bytes all inboxes together may hold, received or granted as credit (default
+    /// 64 MiB). A peer is granted credit only for what fits both its own inbox limit and this
+    /// budget, so however many peers send and however slowly the application reads, the inboxes
+    /// never hold more. Half of it is guaranteed: each session may always be granted
+    /// `inbox_budget / 2 / max_sessions` bytes (2 KiB by default), so no flood starves another
+    /// peer. The other half is shared: a connection starts with room for one message of the
+    /// maximum size, doubles its part each time its peer has used half of it, takes at most its
+    /// fair share (that half divided by the sessions holding or waiting for some of it), and
+    /// gives back what it holds beyond its share as its application reads; credit a peer holds
+    /// and does not use stays its own until its connection ends. A connection held back by a
+    /// spent budget is woken to grant more when bytes are given back. Must leave room for the largest message in the shared
+    /// half and at least one byte per session in the other.
+    pub inbox_budget: usize,
+    /// Payload bytes handed back by lost sessions ([`Event::SessionLost`]) that the node keeps
+    /// until the application takes them (default 64 MiB). Beyond it, `send` to any peer waits
+    /// (and `try_send` fails with [`Error::Full`]) until the application takes `SessionLost`
+    /// events: an application that sends from the task that reads events must not wait in
+    /// `send` while it lets them pile up. One loss may overshoot it by one window.
+    pub max_handed_back_bytes: usize,
+    /// How many ended sessions per peer the node remembers, so that receipts of their messages
+    /// can still say whether each was delivered (default 64). A receipt of a session older
+    /// than that reports it lost ([`Error::SessionLost`]) whether or not it was acknowledged:
+    /// the message was handed back in a `SessionLost` event long before, if it was not.
+    pub max_ended_sessions: usize,
     /// First reconnect delay. Default 50 ms.
     pub reconnect_initial: Duration,
     /// Largest reconnect delay (the backoff doubles up to it, with jitter). Default 5 s.
@@ -50,6 +75,9 @@ impl Default for NodeConfig {
             max_connections: 16 * 1024,
             max_pending_handshakes: 256,
             max_sessions: 16 * 1024,
+            inbox_budget: 64 << 20,
+            max_handed_back_bytes: 64 << 20,
+            max_ended_sessions: 64,
             reconnect_initial: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
@@ -113,6 +141,18 @@ impl NodeConfig {
             "max pending handshakes must be > 0",
         )?;
         check(self.max_sessions > 0, "max sessions must be > 0")?;
+        check(
+            proto::InboxBudget::guarantee_for(self.inbox_budget, self.max_sessions) > 0,
+            "inbox budget must be at least 2 bytes per session (2 x max sessions)",
+        )?;
+        check(
+            self.inbox_budget / 2 >= p.window.max_message,
+            "inbox budget must be at least twice the maximum message size",
+        )?;
+        check(
+            self.max_ended_sessions > 0,
+            "max ended sessions must be > 0",
+        )?;
         check(
             !self.metrics_interval.is_zero(),
             "metrics interval must be > 0",

@@ -495,8 +495,11 @@ impl Conn {
             // Whether the session may have more to encode than the first slice took.
             let mut more;
             let woken = wake.notified();
+            // Only polled while the session waits for budget; a wake-up meant for another
+            // waiting connection is kept (a permit) until one polls it.
+            let budget_freed = shared.memory.inbox_freed.notified();
             let now = clock::now();
-            let (timeout, held) = {
+            let (timeout, held, starved) = {
                 let mut core = peer.lock();
                 if !core.record.is_current(link) {
                     return (established, End::Replaced);
@@ -531,7 +534,11 @@ impl Conn {
                         let _ = tx.send(Ok(Peer::from_inner(peer.clone())));
                     }
                 }
-                (core.session.poll_timeout(), core.session.ack_held())
+                (
+                    core.session.poll_timeout(),
+                    core.session.ack_held(),
+                    core.session.budget_waiting(),
+                )
             };
             // The rest of a batch is encoded a slice at a time, so that an application queueing
             // messages waits for the lock no longer than one slice takes.
@@ -604,6 +611,9 @@ impl Conn {
                 }
                 _ = woken => {}
                 () = &mut timer, if armed.is_some() => {}
+                // Only while the session waits for budget: the node-wide notifier is not
+                // registered with on the way of every connection.
+                _ = budget_freed, if starved => {}
             }
         }
     }

@@ -17,6 +17,7 @@ mod driver;
 mod events;
 mod export;
 mod listen;
+mod memory;
 mod peer;
 mod recv;
 mod stats;
@@ -60,6 +61,8 @@ pub(crate) struct NodeShared {
     pub(crate) connections: Arc<Semaphore>,
     /// Accepted connections still in their handshake.
     pub(crate) handshakes: Arc<HandshakeSlots>,
+    /// Node-wide memory bounds: the inbox budget, handed-back bytes.
+    pub(crate) memory: Arc<memory::Memory>,
     pub(crate) security: Security,
     pub(crate) public_key: Option<PublicKey>,
     /// Shutdown has begun: no new connections or messages.
@@ -187,6 +190,7 @@ impl Node {
             unacked_len: 0,
             unacked_bytes: 0,
             in_flight: 0,
+            handed_back_bytes: shared.memory.handed_back_bytes(),
         };
         for peer in self.peers() {
             let mut core = peer.inner.lock();

@@ -10,6 +10,7 @@ use parking_lot::{Mutex, MutexGuard};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 
 use super::events::{Event, Kind};
@@ -180,9 +181,13 @@ pub(crate) struct PeerCore {
     pub(crate) established_count: u64,
     pub(crate) closed: bool,
     /// Each ended generation, oldest first: a receipt of an ended generation succeeded if its
-    /// message was acknowledged before the end. One entry per session loss (peer restart or
-    /// expiry), so it stays tiny.
-    pub(crate) ended: Vec<Ended>,
+    /// message was acknowledged before the end. The latest `max_ended_sessions` only.
+    pub(crate) ended: VecDeque<Ended>,
+    /// Why the newest generation no longer in `ended` ended (receipts older than `ended` report
+    /// it).
+    pub(crate) forgotten: Option<LostReason>,
+    /// The node's memory bounds (unset only in unit tests of the event queue).
+    pub(crate) memory: Option<Arc<super::memory::Memory>>,
     /// The endpoint's record of the peer: the key the session is bound to (TLS only) and the
     /// current link. Every connection-level decision goes through it (see `proto::endpoint`).
     pub(crate) record: PeerRecord<crate::security::PublicKey>,
@@ -198,6 +203,14 @@ pub(crate) struct PeerCore {
 }
 
 impl PeerCore {
+    /// Remembers how a generation ended, forgetting the oldest beyond `max`.
+    pub(crate) fn record_ended(&mut self, ended: Ended, max: usize) {
+        self.ended.push_back(ended);
+        while self.ended.len() > max {
+            self.forgotten = self.ended.pop_front().map(|e| e.reason);
+        }
+    }
+
     /// The ended generation message `number` belongs to, if it belongs to one.
     fn ended_generation(&self, number: u64) -> Option<Ended> {
         // Generations number their messages in order, so the right one is the last that began
@@ -225,7 +238,9 @@ impl PeerInner {
                 lost_reason: None,
                 established_count: 0,
                 closed: false,
-                ended: Vec::new(),
+                ended: VecDeque::new(),
+                forgotten: None,
+                memory: None,
                 record: PeerRecord::new(),
                 watched: false,
                 recv: Default::default(),
@@ -336,15 +351,17 @@ impl Peer {
 
     /// The slow path of [`Peer::send_bytes`]: waits for window space, then queues.
     async fn send_when_room(&self, mut payload: Bytes) -> Result<Receipt<'_>> {
+        let memory = self.inner.lock().memory.clone();
         loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
+            let taken = memory.as_ref().map(|m| m.handed_back_taken.notified());
             match self.push(&mut payload) {
                 Ok(Queued { number, .. }) => return Ok(self.receipt(number)),
                 Err(Refused::Full) => {}
                 Err(refused) => return Err(self.refusal(refused, &payload)),
             }
-            space.await;
+            wait_for_room(space, taken).await;
         }
     }
 
@@ -401,9 +418,11 @@ impl Peer {
             return Err(Error::EmptyBatch);
         }
         let mut last = 0;
+        let memory = self.inner.lock().memory.clone();
         let pause = loop {
             // Registered before the check, so an acknowledgement in between is not missed.
             let space = self.inner.space.notified();
+            let taken = memory.as_ref().map(|m| m.handed_back_taken.notified());
             let mut half_full = false;
             {
                 let mut core = self.inner.lock();
@@ -412,8 +431,9 @@ impl Peer {
                 }
                 let mut wake = false;
                 let mut refused = None;
+                let paused = memory.as_ref().is_some_and(|m| m.sending_paused());
                 // Moved into the session once it has room for each, never cloned.
-                while let Some(payload) = chunk.pop_front() {
+                while let Some(payload) = if paused { None } else { chunk.pop_front() } {
                     let len = payload.len();
                     if !core.session.fits(len) {
                         let max = core.session.max_message();
@@ -452,7 +472,7 @@ impl Peer {
                     break half_full;
                 }
             } else {
-                space.await;
+                wait_for_room(space, taken).await;
             }
         };
         // As `send_bytes` does, once per call: a call carries many messages.
@@ -480,6 +500,11 @@ impl Peer {
         let mut core = self.inner.lock();
         if core.closed {
             return Err(Refused::Closed);
+        }
+        // A relaxed load of a node-wide counter written only when sessions are lost and when
+        // the application takes what they handed back.
+        if core.memory.as_ref().is_some_and(|m| m.sending_paused()) {
+            return Err(Refused::Full);
         }
         let len = payload.len();
         if !core.session.fits(len) {
@@ -579,11 +604,17 @@ impl Peer {
                 reason: core.last_disconnect.clone(),
                 peer: self.clone(),
             },
-            Kind::SessionLost => Event::SessionLost {
-                unacked: std::mem::take(&mut core.handed_back),
-                reason: core.lost_reason?,
-                peer: self.clone(),
-            },
+            Kind::SessionLost => {
+                let unacked = std::mem::take(&mut core.handed_back);
+                if let Some(memory) = &core.memory {
+                    memory.taken_back(unacked.iter().map(Bytes::len).sum());
+                }
+                Event::SessionLost {
+                    unacked,
+                    reason: core.lost_reason?,
+                    peer: self.clone(),
+                }
+            }
         };
         Some(event)
     }
@@ -598,6 +629,20 @@ pub(crate) fn taking<R>(core: &mut PeerCore, read: impl FnOnce(&mut Session) -> 
         core.wake.notify_one();
     }
     taken
+}
+
+/// Waits for window space, or for the application to take handed-back messages (the other
+/// reason a send waits, see `NodeConfig::max_handed_back_bytes`).
+async fn wait_for_room(space: Notified<'_>, taken: Option<Notified<'_>>) {
+    match taken {
+        Some(taken) => {
+            tokio::select! {
+                () = space => {}
+                () = taken => {}
+            }
+        }
+        None => space.await,
+    }
 }
 
 /// Messages [`Peer::send_bytes_many`] takes from its iterator between holds of the peer's lock
@@ -705,7 +750,7 @@ impl<'a> Receipt<'a> {
         match core.ended_generation(self.number) {
             Some(ended) if self.number.saturating_sub(ended.messages_before) <= ended.acked => None,
             Some(ended) => Some(ended.reason),
-            None => Some(LostReason::Expired),
+            None => Some(core.forgotten.unwrap_or(LostReason::Expired)),
         }
     }
 
@@ -768,5 +813,41 @@ impl OwnedReceipt {
     /// See [`Receipt::delivered`].
     pub async fn delivered(&self) -> Result<()> {
         self.receipt().delivered().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Config, Session};
+
+    #[test]
+    fn ended_sessions_are_remembered_up_to_the_bound() {
+        let peer = PeerInner::new(
+            "p".into(),
+            Session::new(std::time::Instant::now(), 1, Config::default()),
+        );
+        let mut core = peer.lock();
+        for i in 0..1000u64 {
+            let reason = if i == 935 {
+                LostReason::PeerShutdown
+            } else {
+                LostReason::Expired
+            };
+            core.record_ended(
+                Ended {
+                    messages_before: i * 10,
+                    acked: 5,
+                    reason,
+                },
+                64,
+            );
+        }
+        assert_eq!(core.ended.len(), 64);
+        assert_eq!(core.forgotten, Some(LostReason::PeerShutdown));
+        // A message of a remembered generation is still told apart: acknowledged or not.
+        let last = core.ended_generation(9993).unwrap();
+        assert_eq!((last.messages_before, last.acked), (9990, 5));
+        assert!(core.ended_generation(100).is_none(), "forgotten");
     }
 }

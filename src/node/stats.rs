@@ -194,7 +194,7 @@ pub struct NodeStats {
     pub pending_handshakes: usize,
     /// Received messages waiting to be read, over every peer.
     pub inbox_len: usize,
-    /// Their payload bytes.
+    /// Their payload bytes: never more than [`NodeConfig::inbox_budget`](crate::NodeConfig).
     pub inbox_bytes: usize,
     /// Sent messages not yet acknowledged (queued or in flight), over every peer.
     pub unacked_len: usize,
@@ -202,6 +202,9 @@ pub struct NodeStats {
     pub unacked_bytes: usize,
     /// Of the unacknowledged messages, those transmitted on the current connections.
     pub in_flight: u64,
+    /// Payload bytes handed back by lost sessions and not yet taken by the application (see
+    /// [`NodeConfig::max_handed_back_bytes`](crate::NodeConfig)).
+    pub handed_back_bytes: usize,
 }
 
 /// Number of fields of [`SessionCounters`] kept as atomics.

@@ -64,9 +64,13 @@ impl NodeShared {
         let peer = table.admit(name, now, || {
             let peer = PeerInner::new(
                 name.to_owned(),
-                Session::new(now, self.incarnation, self.config.protocol),
+                Session::new(now, self.incarnation, self.config.protocol)
+                    .with_inbox_budget(&self.memory.inbox),
             );
-            peer.lock().closed = self.closing.is_cancelled();
+            let mut core = peer.lock();
+            core.closed = self.closing.is_cancelled();
+            core.memory = Some(self.memory.clone());
+            drop(core);
             peer
         });
         peer.ok().cloned()

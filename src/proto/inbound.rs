@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use super::ProtocolViolation;
+use super::budget::Reservation;
 use super::frame::{self, Frame};
 use super::stats::ReceiveCounters;
 
@@ -51,6 +52,13 @@ pub struct Inbound {
     limit_bytes: u64,
     /// Totals over the session's life (kept across [`Inbound::reset`]).
     counters: ReceiveCounters,
+    /// Its part of the node-wide inbox budget: grants never exceed it.
+    reservation: Reservation,
+    /// The part a connection starts from (see [`Inbound::set_reservation`]).
+    initial: usize,
+    /// `received_bytes` when the reservation last grew: the peer asks for more once it has
+    /// used half of it since.
+    grown_at: u64,
 }
 
 /// What happened to an incoming DATA frame.
@@ -77,7 +85,61 @@ impl Inbound {
             limit_seq: 0,
             limit_bytes: 0,
             counters: ReceiveCounters::default(),
+            reservation: Reservation::default(),
+            initial: usize::MAX,
+            grown_at: 0,
         }
+    }
+
+    /// Grants from now on also respect `reservation`, a part of a node-wide budget. A connection
+    /// starts with `initial` bytes of it (the largest message the peer may send: nothing it
+    /// sends is then held back for long by a peer that sends nothing), and grows it, doubling, as
+    /// far as the peer uses it.
+    pub fn set_reservation(&mut self, reservation: Reservation, initial: usize) {
+        self.reservation = reservation;
+        self.initial = initial;
+    }
+
+    /// Payload bytes the peer could make the inbox hold without reading: what it holds plus the
+    /// credit granted and not used yet.
+    fn committed(&self) -> usize {
+        let credit = self.limit_bytes.saturating_sub(self.received_bytes);
+        self.inbox_bytes
+            .saturating_add(usize::try_from(credit).unwrap_or(usize::MAX))
+    }
+
+    /// Brings the reservation up to date (see [`Reservation::refresh`]) before a grant is
+    /// computed; `linked`: a connection exists that grants go out on. Once the peer has sent half
+    /// of the session's part since it last grew, the session asks for twice its part; otherwise
+    /// for the initial part (or what it holds): credit that a peer leaves unused cannot be taken
+    /// back, so a peer that sends little does not get much.
+    pub fn refresh_budget(&mut self, linked: bool) {
+        let committed = self.committed();
+        let allowance = self.bytes_limit();
+        let used = self.received_bytes.saturating_sub(self.grown_at);
+        let want = if used.saturating_mul(2) >= allowance as u64 {
+            allowance.saturating_mul(2)
+        } else {
+            allowance.max(self.initial)
+        };
+        self.reservation
+            .refresh(want.min(self.limits.bytes), committed, linked);
+        if self.reservation.allowance() > allowance {
+            self.grown_at = self.received_bytes;
+        }
+    }
+
+    /// Whether a grant was held back because the node-wide budget was spent.
+    pub fn budget_waiting(&self) -> bool {
+        self.reservation.waiting()
+    }
+
+    /// The connection that the current credit was granted on is gone: the peer starts from no
+    /// credit on the next one (§7.1), so it no longer ties up the budget. Everything received
+    /// stays.
+    pub fn void_credit(&mut self) {
+        self.limit_seq = self.received_up_to();
+        self.limit_bytes = self.received_bytes;
     }
 
     /// Totals over the session's life.
@@ -90,11 +152,12 @@ impl Inbound {
         self.next_expected
     }
 
-    /// The window to grant: free inbox slots and bytes. Counted from the last acknowledged
-    /// message, since everything up to it is already in the inbox.
+    /// The window to grant: free inbox slots and bytes, the bytes also within the session's part
+    /// of the node-wide budget. Counted from the last acknowledged message, since everything up
+    /// to it is already in the inbox.
     pub fn window(&self) -> (u64, u64) {
         let messages = self.limits.messages.saturating_sub(self.inbox.len());
-        let bytes = self.limits.bytes.saturating_sub(self.inbox_bytes);
+        let bytes = self.bytes_limit().saturating_sub(self.inbox_bytes);
         (messages as u64, bytes as u64)
     }
 
@@ -133,10 +196,11 @@ impl Inbound {
         }
         let credit_messages = self.limit_seq.saturating_sub(self.received_up_to());
         let credit_bytes = self.limit_bytes.saturating_sub(self.received_bytes);
+        let bytes_limit = self.bytes_limit();
         grown_messages >= quarter(self.limits.messages)
-            || grown_bytes >= quarter(self.limits.bytes)
+            || grown_bytes >= quarter(bytes_limit)
             || credit_messages < quarter(self.limits.messages)
-            || credit_bytes < quarter(self.limits.bytes).max(max_message as u64)
+            || credit_bytes < quarter(bytes_limit).max(max_message as u64)
     }
 
     /// Whether enough arrived since the last acknowledgement to acknowledge it without
@@ -144,7 +208,13 @@ impl Inbound {
     pub fn ack_pressure(&self) -> bool {
         let messages = self.received_up_to().saturating_sub(self.acked);
         let bytes = self.received_bytes.saturating_sub(self.acked_bytes);
-        messages >= quarter(self.limits.messages) || bytes >= quarter(self.limits.bytes)
+        messages >= quarter(self.limits.messages) || bytes >= quarter(self.bytes_limit())
+    }
+
+    /// The inbox byte limit as it stands: the session's part of the node-wide budget may be
+    /// less. Acknowledgements and grants are due per quarter of it.
+    fn bytes_limit(&self) -> usize {
+        self.limits.bytes.min(self.reservation.allowance())
     }
 
     /// Accepts a DATA frame: appends it, drops it as a duplicate, or reports a gap.
@@ -243,6 +313,7 @@ impl Inbound {
         self.received_bytes = 0;
         self.limit_seq = 0;
         self.limit_bytes = 0;
+        self.grown_at = 0;
     }
 
     /// Whether no message waits for the application.

@@ -24,6 +24,7 @@
 )]
 
 pub mod admission;
+pub mod budget;
 pub mod endpoint;
 pub mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -40,6 +41,7 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
+pub use budget::InboxBudget;
 pub use frame::{CloseCode, Frame, FrameError};
 pub use handshake::{Handshake, PeerHello};
 pub use inbound::InboxLimits;

@@ -13,10 +13,12 @@
 //! Time is always an argument; the session never reads a clock.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::budget::{InboxBudget, Reservation};
 use super::frame::{self, Frame, SessionOffer};
 use super::handshake::{PeerHello, frame_name};
 use super::inbound::{Accepted, Inbound};
@@ -184,6 +186,23 @@ impl Session {
         }
     }
 
+    /// The same session, its grants also within a part of `budget`, shared with the node's other
+    /// sessions (see [`InboxBudget`]).
+    pub fn with_inbox_budget(mut self, budget: &Arc<InboxBudget>) -> Self {
+        self.inbound.set_reservation(
+            Reservation::new(budget.clone()),
+            self.config.window.max_message,
+        );
+        self
+    }
+
+    /// Whether a grant is held back because the node-wide inbox budget is spent: the driver
+    /// should call [`Session::poll_transmit`] again when the budget frees (its `on_free`
+    /// callback), so the grant goes out.
+    pub fn budget_waiting(&self) -> bool {
+        self.inbound.budget_waiting()
+    }
+
     // ---- application side -------------------------------------------------------------------
 
     /// Queues a message. Returns its sequence number in the current generation.
@@ -234,12 +253,24 @@ impl Session {
 
     /// Removes and returns up to `n` received messages, oldest first.
     pub fn read(&mut self, n: usize) -> Vec<Bytes> {
-        self.inbound.take(n)
+        let taken = self.inbound.take(n);
+        self.after_read();
+        taken
+    }
+
+    /// Without a connection no grant goes out to give the read bytes to: they go back to the
+    /// node-wide budget now. (With one, [`Session::poll_transmit`] settles it.)
+    fn after_read(&mut self) {
+        if self.link.is_none() {
+            self.inbound.refresh_budget(false);
+        }
     }
 
     /// Removes and returns the oldest received message.
     pub fn read_one(&mut self) -> Option<Bytes> {
-        self.inbound.take_one()
+        let message = self.inbound.take_one();
+        self.after_read();
+        message
     }
 
     /// How many received messages have been read ([`Session::read`], [`Session::read_one`]) so
@@ -398,7 +429,12 @@ impl Session {
             self.lose(now, LostReason::PeerRestarted);
         }
         let has_session = self.session_id != 0;
+        // Credit of an earlier link is void; the offer is recorded now, so that the budget
+        // counts it from the moment it exists.
+        self.inbound.refresh_budget(true);
+        self.inbound.void_credit();
         let window = self.inbound.window();
+        self.inbound.advertise(window);
         let offer = SessionOffer {
             session_id: self.session_id,
             nonce,
@@ -474,6 +510,9 @@ impl Session {
         }
         self.outbound.rewind();
         self.rtt.forget_probe();
+        // The peer's credit died with the connection: it goes back to the node-wide budget.
+        self.inbound.void_credit();
+        self.inbound.refresh_budget(false);
     }
 
     /// Processes every whole frame at the front of `buf`; a partial frame stays in `buf` for
@@ -742,6 +781,9 @@ impl Session {
             frame::encode(&Frame::Session(offer), out);
         }
         if matches!(link.phase, Phase::Established) {
+            // Takes what the node-wide budget can give now, or gives back what is beyond the
+            // session's share, before the grant is computed.
+            self.inbound.refresh_budget(true);
             // An acknowledgement held back rides along with DATA going out anyway: it costs
             // the peer nothing to receive it now.
             let piggyback =

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod acks;
+mod budget;
 mod checker;
 mod counters;
 mod endpoint;
@@ -136,6 +137,20 @@ impl Pair {
             consumed: [Vec::new(), Vec::new()],
             nonces: 0,
         }
+    }
+
+    /// Makes `side`'s grants respect a part of `budget`; before the first connection only.
+    pub(crate) fn share_budget(&mut self, side: Side, budget: &std::sync::Arc<super::InboxBudget>) {
+        let i = side.idx();
+        self.sessions[i] =
+            Session::new(self.now(), self.incarnations[i], self.config).with_inbox_budget(budget);
+    }
+
+    /// Whether a driver would run this pair now: a side has something to write, or bytes wait
+    /// on a wire. (What a driver sleeps on, apart from timers and the budget's wake-up.)
+    pub(crate) fn has_work(&self) -> bool {
+        BOTH.iter()
+            .any(|&s| self.session(s).wants_transmit() || !self.wires[s.idx()].is_empty())
     }
 
     /// A pair with [`test_config`], connected, both sessions established and confirmed (each

@@ -9,13 +9,14 @@ mod attach;
 mod dial;
 mod driver;
 mod events;
+mod expiry;
 mod export;
 mod listen;
 mod peer;
+mod receipt;
 mod recv;
 mod stats;
 mod transport;
-mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use events::{Event, Events};
-pub use peer::{ConnectionState, OwnedReceipt, Peer, PeerStats, Receipt};
+pub use peer::{ConnectionState, Peer, PeerStats};
+pub use receipt::{OwnedReceipt, Receipt};
 pub use recv::{ByteMessages, Messages};
 pub use stats::{HandshakeRefusals, NodeStats};
 

@@ -15,6 +15,7 @@ mod listen;
 mod peer;
 mod receipt;
 mod recv;
+mod reply;
 mod stats;
 mod transport;
 

@@ -17,7 +17,7 @@ use super::receipt::{DeliveryState, Ended, Receipt};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::proto::session::LostReason;
-use crate::proto::{PushError, Session, SessionCounters};
+use crate::proto::{PushError, Session, SessionCounters, SessionRef};
 
 /// A handle to a remote peer, named by its node name.
 ///
@@ -411,9 +411,24 @@ impl Peer {
     /// registers: this is the path of every message, and larger results were copied through
     /// memory.
     fn push(&self, payload: &mut Bytes) -> Result<Queued, Refused> {
+        self.push_in(None, payload)
+    }
+
+    /// [`Peer::push`], and with `within` only while that session is the current one: checked
+    /// under the same hold of the lock as the message is queued, so a reply never lands in a
+    /// session that started in between (see `reply`).
+    #[inline(always)]
+    pub(super) fn push_in(
+        &self,
+        within: Option<SessionRef>,
+        payload: &mut Bytes,
+    ) -> Result<Queued, Refused> {
         let mut core = self.inner.lock();
         if core.closed {
             return Err(Refused::Closed);
+        }
+        if within.is_some_and(|session| !core.session.is_current(session)) {
+            return Err(Refused::Ended);
         }
         let len = payload.len();
         if !core.session.fits(len) {
@@ -437,15 +452,16 @@ impl Peer {
         })
     }
 
-    fn receipt(&self, number: u64) -> Receipt<'_> {
+    pub(super) fn receipt(&self, number: u64) -> Receipt<'_> {
         Receipt::new(self, number)
     }
 
     /// The error for a refusal of [`Peer::push`] of `payload`.
     #[cold]
-    fn refusal(&self, refused: Refused, payload: &Bytes) -> Error {
+    pub(super) fn refusal(&self, refused: Refused, payload: &Bytes) -> Error {
         match refused {
             Refused::Closed => Error::NodeClosed,
+            Refused::Ended => Error::SessionEnded,
             Refused::Full => Error::Full,
             Refused::TooLarge => Error::MessageTooLarge {
                 len: payload.len(),
@@ -492,7 +508,7 @@ impl Peer {
         self.inner.lock().session.inbox_len()
     }
 
-    fn take(&self, core: &mut PeerCore, n: usize) -> Vec<Bytes> {
+    pub(super) fn take(&self, core: &mut PeerCore, n: usize) -> Vec<Bytes> {
         taking(core, |session| session.read(n))
     }
 
@@ -543,18 +559,20 @@ const BATCH_CHUNK: usize = 64;
 const PAUSE_EVERY: u64 = 512;
 
 /// A message queued by [`Peer::push`].
-struct Queued {
+pub(super) struct Queued {
     /// Its number across generations (see [`Receipt`]).
-    number: u64,
+    pub(super) number: u64,
     /// The sender should yield once (see [`Peer::send_bytes`]).
-    pause: bool,
+    pub(super) pause: bool,
 }
 
 /// Why [`Peer::push`] did not queue a message.
 #[derive(Debug, Clone, Copy)]
-enum Refused {
+pub(super) enum Refused {
     /// The window is full.
     Full,
+    /// The session a reply was to be sent within has ended.
+    Ended,
     /// The node is shutting down.
     Closed,
     /// Over the largest message the peer accepts.

@@ -14,6 +14,7 @@ mod checker;
 mod counters;
 mod faults;
 mod fuzz_regressions;
+mod origins;
 mod props;
 mod regressions;
 mod scenarios;

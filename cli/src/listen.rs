@@ -75,8 +75,9 @@ pub(crate) struct Args {
     security: SecurityArgs,
 }
 
-/// One task per peer reads its inbox, prints, and with `--echo` sends each batch back before
-/// reading the next. Waiting on `send` while not reading is safe: acknowledgements still arrive
+/// One task per peer reads its inbox as stdout has room (see [`drain`]), prints, and with
+/// `--echo` sends each batch back, within the session of each message, before reading the
+/// next. Waiting on `send` while not reading is safe: acknowledgements still arrive
 /// (the node always reads its sockets; flow control keeps the peer within our inbox), and
 /// while we wait, our inbox fills and the peer's window closes, so nothing grows unbounded.
 #[derive(Debug)]

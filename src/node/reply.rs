@@ -36,7 +36,8 @@ impl Peer {
     /// returns them with that session; `None` if the inbox is empty. When the oldest messages
     /// came from a session that has since ended, only those are returned: a later call returns
     /// the next session's. As with [`Peer::read`], all or nothing: if any of them fails to
-    /// decode as `T`, nothing is removed.
+    /// decode as `T`, nothing is removed. (With `n` = 0 nothing is taken, and the session of
+    /// the oldest message is returned with no messages.)
     ///
     /// Answer them with [`Peer::send_in`], which fails with
     /// [`Error::SessionEnded`](crate::Error::SessionEnded) instead of sending into a later

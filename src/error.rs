@@ -61,6 +61,14 @@ pub enum Error {
         /// Why the session ended.
         reason: LostReason,
     },
+    /// A reply within a session ([`Peer::send_in`](crate::Peer::send_in) and its variants) was
+    /// not queued because that session has ended: the peer restarted (a new process under the
+    /// same name), shut down or forgot the session, or it expired. Nobody's fault, as with
+    /// [`Error::SessionLost`]: the session can end at any moment, so the caller cannot check
+    /// first. The message was not queued and is not handed back; whatever the application reads
+    /// from the peer next belongs to a later session.
+    #[error("the session the message belongs to has ended; nothing was queued")]
+    SessionEnded,
     /// The TLS handshake with the peer failed (peer: wrong protocol, bad certificate, ...).
     #[error("TLS: {0}")]
     Tls(String),
@@ -115,7 +123,7 @@ impl Error {
             | Error::Timeout(_)
             | Error::ConnectionLimit { .. } => Fault::Io,
             Error::Link(_) | Error::Tls(_) | Error::Unauthorized(_) => Fault::Peer,
-            Error::SessionLost { .. } | Error::NodeClosed => Fault::Ended,
+            Error::SessionLost { .. } | Error::SessionEnded | Error::NodeClosed => Fault::Ended,
         }
     }
 }

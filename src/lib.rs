@@ -130,6 +130,35 @@
 //! shut down and the inbox is empty; streams yield the first as an item and end at the second.
 //! (A peer is never removed from the node while a handle to it exists.)
 //!
+//! # Replies
+//!
+//! A [`Peer`] handle follows the peer's name across sessions: a message sent while the peer
+//! restarts goes to its next process. A reply must not: the answer to a request of one process
+//! means nothing to the next one under the same name. [`Peer::read_with_session`] and
+//! [`Peer::recv_with_session`] return each message with the [`SessionRef`] it came from, and
+//! [`Peer::send_in`] (and [`Peer::send_bytes_in`], [`Peer::try_send_in`],
+//! [`Peer::try_send_bytes_in`]) queue a message only while that session is the current one,
+//! failing with [`Error::SessionEnded`] otherwise; once queued, it is delivered within that
+//! session or handed back with it. The [`blocking`] API has the same calls.
+//!
+//! ```no_run
+//! # async fn example(peer: networkio::Peer) -> networkio::Result<()> {
+//! loop {
+//!     let (session, request) = match peer.recv_with_session::<String>().await {
+//!         Ok(received) => received,
+//!         // A session ended after its messages: go on with the next one's.
+//!         Err(networkio::Error::SessionLost { .. }) => continue,
+//!         Err(e) => return Err(e),
+//!     };
+//!     match peer.send_in(&session, &format!("got {request}")).await {
+//!         // The process that asked is gone: its successor must not get the answer.
+//!         Ok(_) | Err(networkio::Error::SessionEnded) => {}
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # }
+//! ```
+//!
 //! # Messages
 //!
 //! Any `serde` type, encoded as MessagePack with field names ([`codec`]): self-describing and
@@ -232,7 +261,7 @@ pub use node::{
     ByteMessages, ConnectionState, Event, Events, HandshakeRefusals, Messages, Node, NodeBuilder,
     NodeConfig, NodeStats, OwnedReceipt, Peer, PeerStats, Receipt,
 };
-pub use proto::SessionCounters;
 pub use proto::admission::RefusalReason;
 pub use proto::session::LostReason;
+pub use proto::{SessionCounters, SessionRef};
 pub use security::{Identity, KnownPeers, KnownPeersLimits, PublicKey, TrustPolicy};

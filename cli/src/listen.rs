@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use networkio::{Event, Node, Peer};
+use networkio::{Event, Node, Peer, SessionRef};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::LimitArgs;
-use crate::output::{self, Printer};
+use crate::output::{self, BATCH_BYTES, Printer};
 use crate::security::{OPEN_WARNING, PLAINTEXT_WARNING, SecurityArgs};
 
 /// Run a node that accepts peers and prints every message it receives.
@@ -28,7 +28,9 @@ Each received message is printed on stdout as one line:
 
     PEER-ID<TAB>MESSAGE
 
-in the order each peer sent them, every line flushed as soon as it is written. Inside MESSAGE \
+in the order each peer sent them, every line flushed as soon as it is written. Messages are \
+taken from the node only as stdout accepts them (at most 1 MiB of lines waiting): while stdout \
+is not read they wait in the node's inbox, and flow control slows the senders. Inside MESSAGE \
 a backslash is written as `\\\\`, a newline as `\\n` and a tab as `\\t`, so every message is \
 exactly one line. Nothing else is ever written to stdout. Each refused connection is reported \
 on stderr as `refused NAME from ADDR: REASON` (at most 10 lines a second; the rest are \
@@ -54,7 +56,9 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ADDR", value_parser = crate::args::address)]
     bind: String,
 
-    /// Also send every message back to its sender, in order.
+    /// Also send every message back to its sender, in order, within the session it came
+    /// from: the echoes of a sender process that has gone are dropped, never sent to the next
+    /// process using its ID.
     #[arg(long)]
     echo: bool,
 
@@ -71,8 +75,9 @@ pub(crate) struct Args {
     security: SecurityArgs,
 }
 
-/// One task per peer reads its inbox, prints, and with `--echo` sends each batch back before
-/// reading the next. Waiting on `send` while not reading is safe: acknowledgements still arrive
+/// One task per peer reads its inbox as stdout has room (see [`drain`]), prints, and with
+/// `--echo` sends each batch back, within the session of each message, before reading the
+/// next. Waiting on `send` while not reading is safe: acknowledgements still arrive
 /// (the node always reads its sockets; flow control keeps the peer within our inbox), and
 /// while we wait, our inbox fills and the peer's window closes, so nothing grows unbounded.
 #[derive(Debug)]
@@ -194,52 +199,260 @@ fn spawn_reader(peer: Peer, printer: Printer, echo: bool, failed: CancellationTo
 
 /// Reads and prints (and echoes) until the peer's inbox is empty. Returns `false` if stdout
 /// failed.
-async fn drain(peer: &Peer, printer: &Printer, echo: bool) -> bool {
-    loop {
-        let messages = read_strings(peer);
-        if messages.is_empty() {
+///
+/// Messages are taken only as stdout accepts them: room for a batch is claimed from the printer
+/// before anything is taken, and a batch holds about [`BATCH_BYTES`] of lines. While stdout is
+/// slow the messages wait in the node's inbox, whose limit (and flow control) bounds them.
+pub(crate) async fn drain(peer: &Peer, printer: &Printer, echo: bool) -> bool {
+    while peer.pending() > 0 {
+        let Some(slot) = printer.reserve().await else {
+            return false;
+        };
+        let batch = read_batch(peer, BATCH_BYTES);
+        if batch.taken == 0 {
             return true;
         }
-        let lines = output::format_lines(peer.name(), messages.iter().map(String::as_str));
-        if !printer.print(lines).await {
+        if !printer.print(slot, batch.lines) {
             return false;
         }
-        if echo {
-            for message in &messages {
-                match peer.send(message).await {
-                    Ok(_) => {}
-                    Err(networkio::Error::NodeClosed) => return true,
-                    Err(e) => {
-                        tracing::warn!(peer = peer.name(), error = %e, "could not echo a message");
-                    }
+        if echo && !echo_batch(peer, batch.runs).await {
+            return true;
+        }
+    }
+    true
+}
+
+/// Messages taken from a peer for one batch.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Their output lines.
+    lines: String,
+    /// The messages (strings only), in runs of the session they came from.
+    runs: Vec<(SessionRef, Vec<String>)>,
+    /// Messages taken, strings or not.
+    taken: usize,
+}
+
+/// Takes messages from `peer`, one at a time, until their lines reach `bytes` or the inbox is
+/// empty: a batch exceeds `bytes` by less than one line. Messages that are not strings (from a
+/// program using the library directly) are dropped with a warning.
+fn read_batch(peer: &Peer, bytes: usize) -> Batch {
+    let mut batch = Batch::default();
+    let mut skipped = 0usize;
+    while batch.lines.len() < bytes {
+        let Some((session, mut taken)) = peer.read_bytes_with_session(1) else {
+            break;
+        };
+        let Some(payload) = taken.pop() else {
+            break;
+        };
+        batch.taken += 1;
+        let Ok(message) = networkio::codec::decode::<String>(&payload) else {
+            skipped += 1;
+            continue;
+        };
+        output::push_line(&mut batch.lines, peer.name(), &message);
+        match batch.runs.last_mut() {
+            Some((current, messages)) if *current == session => messages.push(message),
+            _ => batch.runs.push((session, vec![message])),
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            peer = peer.name(),
+            skipped,
+            "dropped messages that are not strings"
+        );
+    }
+    batch
+}
+
+/// Sends each message back within the session it came from, in order. A session that has ended
+/// (its process is gone; another may have taken the name) gets no more echoes: they would reach
+/// a process that never sent them. Returns `false` once the node is shut down.
+async fn echo_batch(peer: &Peer, runs: Vec<(SessionRef, Vec<String>)>) -> bool {
+    for (session, messages) in runs {
+        let count = messages.len();
+        for (i, message) in messages.iter().enumerate() {
+            match peer.send_in(&session, message).await {
+                Ok(_) => {}
+                Err(networkio::Error::NodeClosed) => return false,
+                Err(networkio::Error::SessionEnded) => {
+                    tracing::info!(
+                        peer = peer.name(),
+                        not_echoed = count - i,
+                        "the session of these messages ended; not echoing them"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = peer.name(), error = %e, "could not echo a message");
                 }
             }
         }
     }
+    true
 }
 
-/// Takes every queued message from `peer` as a string. Messages that are not strings (from a
-/// program using the library directly) are dropped with a warning.
-fn read_strings(peer: &Peer) -> Vec<String> {
-    match peer.read_all::<String>() {
-        Ok(messages) => messages,
-        Err(_) => {
-            let raw = peer.read_all_bytes();
-            let mut skipped = 0usize;
-            let messages = raw
-                .iter()
-                .filter_map(|payload| {
-                    let decoded = networkio::codec::decode::<String>(payload).ok();
-                    skipped += usize::from(decoded.is_none());
-                    decoded
-                })
-                .collect();
-            tracing::warn!(
-                peer = peer.name(),
-                skipped,
-                "dropped messages that are not strings"
-            );
-            messages
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
+
+    use networkio::{Event, Node};
+
+    use super::*;
+    use crate::output::{BATCH_BYTES, Printer};
+
+    /// A stdout whose reader has paused: writes block until `open`.
+    #[derive(Clone, Default)]
+    struct PausedStdout {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl PausedStdout {
+        fn resume(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
         }
+
+        fn lines(&self) -> usize {
+            self.written
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+        }
+    }
+
+    impl Write for PausedStdout {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (open, resumed) = &*self.open;
+            let _open = resumed
+                .wait_while(open.lock().unwrap(), |open| !*open)
+                .unwrap();
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Polls `cond` until it holds; fails the test after 20 s.
+    async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let waited = tokio::time::timeout(Duration::from_secs(20), async {
+            while !cond() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        waited
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    /// Issue #12, defect 7: with stdout paused, `listen` takes from the node only what stdout
+    /// has room for (a bound in bytes), however full the inbox is; the rest waits in the inbox
+    /// and flow control holds the sender back. Then everything is printed, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paused_stdout_leaves_the_messages_in_the_inbox_and_slows_the_sender() {
+        const INBOX: usize = 1 << 20;
+        const LIMIT: usize = 256 << 10;
+        const MESSAGES: usize = 4096;
+        const BODY: usize = 1000;
+        let server = Node::builder("srv")
+            .listen("127.0.0.1:0")
+            .insecure_plaintext()
+            .max_message_size(64 << 10)
+            .inbox(1 << 16, INBOX)
+            .start()
+            .await
+            .unwrap();
+        let client = Node::builder("p")
+            .insecure_plaintext()
+            .max_message_size(64 << 10)
+            .start()
+            .await
+            .unwrap();
+        let to_server = client.connect(server.local_addrs()[0]).await.unwrap();
+        let sending = {
+            let to_server = to_server.clone();
+            tokio::spawn(async move {
+                let mut last = None;
+                for i in 0..MESSAGES {
+                    let message = format!("{i:06}-{}", "x".repeat(BODY));
+                    last = Some(to_server.send(&message).await.unwrap().into_owned());
+                }
+                last.unwrap().delivered().await.unwrap();
+            })
+        };
+        let peer = server.peer("p").unwrap();
+        // The inbox fills before anything reads it: a reader that took the whole inbox at
+        // once would hold four times the bound in one batch.
+        eventually("the inbox to fill", || {
+            peer.stats().inbox_bytes + 2 * BODY > INBOX
+        })
+        .await;
+
+        let stdout = PausedStdout::default();
+        let (printer, writer) = {
+            let stdout = stdout.clone();
+            Printer::start_with(move || stdout, LIMIT).unwrap()
+        };
+        let failed = CancellationToken::new();
+        let reader = spawn_reader(peer.clone(), printer.clone(), false, failed.clone());
+        let mut events = server.events();
+        let waking = {
+            let wake = reader.wake.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    if matches!(event, Event::Message { .. }) {
+                        let _ = wake.try_send(());
+                    }
+                }
+            })
+        };
+        // The reader fills the printer's room and waits; the inbox fills up again behind it.
+        eventually("the reader to wait for stdout", || {
+            printer.queued().0 + BATCH_BYTES > LIMIT && peer.stats().inbox_bytes + 2 * BODY > INBOX
+        })
+        .await;
+        let (queued, peak) = printer.queued();
+        let line = BODY + 16;
+        assert!(
+            peak <= LIMIT + line,
+            "{peak} bytes taken from the node and not written (now {queued}); bound {LIMIT}"
+        );
+        assert!(!sending.is_finished(), "flow control holds the sender back");
+        assert!(to_server.stats().unacked_len > 0);
+        let taken = peer.stats().counters.messages_received as usize - peer.pending();
+        assert!(taken * line <= LIMIT + line, "{taken} messages taken");
+
+        // stdout resumes: everything arrives, once, in order.
+        stdout.resume();
+        tokio::time::timeout(Duration::from_secs(20), sending)
+            .await
+            .expect("the sender to finish")
+            .unwrap();
+        eventually("every line to be written", || stdout.lines() == MESSAGES).await;
+        let written = String::from_utf8(stdout.written.lock().unwrap().clone()).unwrap();
+        for (i, line) in written.lines().enumerate() {
+            assert!(
+                line.starts_with(&format!("p\t{i:06}-")),
+                "line {i}: {line:.20}"
+            );
+        }
+        assert!(!failed.is_cancelled());
+        assert!(printer.queued().1 <= LIMIT + BODY + 16);
+        waking.abort();
+        drop(reader);
+        drop(printer);
+        server.shutdown().await;
+        client.shutdown().await;
+        output::finish(writer).await.unwrap();
     }
 }

@@ -473,7 +473,7 @@ async fn handle_events(
                 let received = match &printer {
                     Some(printer) => {
                         let (lines, received) = reply_lines(&peer);
-                        if !printer.print(lines).await {
+                        if !printer.print_now(lines).await {
                             tracing::warn!("could not write replies to stdout");
                         }
                         received

@@ -16,10 +16,14 @@
 //! let answering = thread::spawn(move || -> networkio::Result<()> {
 //!     for event in server.events() {
 //!         if let Event::Message { peer } = event {
-//!             for text in peer.read_all::<String>()? {
-//!                 peer.send(&format!("got {text}"))?;
-//!                 if text == "three" {
-//!                     return Ok(()); // dropping the last handle shuts the server down
+//!             while let Some((session, texts)) = peer.read_with_session::<String>(usize::MAX)? {
+//!                 for text in texts {
+//!                     // A reply: sent within the session the text came from, never to a
+//!                     // later process of that name (that fails with Error::SessionEnded).
+//!                     peer.send_in(&session, &format!("got {text}"))?;
+//!                     if text == "three" {
+//!                         return Ok(()); // dropping the last handle shuts the server down
+//!                     }
 //!                 }
 //!             }
 //!         }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::wait::{self, block_on, block_on_until, deadline_in};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::{ConnectionState, OwnedReceipt, PeerStats};
+use crate::{ConnectionState, OwnedReceipt, PeerStats, SessionRef};
 
 /// A blocking handle to a remote peer, named by its node name: the twin of [`crate::Peer`],
 /// with the same queues, limits and guarantees; the calls that wait block the calling thread
@@ -137,6 +137,73 @@ impl Peer {
         }
     }
 
+    // ---- replying within a session -----------------------------------------------------------
+
+    /// The peer's current session, or `None` while there is none; see
+    /// [`crate::Peer::session`].
+    pub fn session(&self) -> Option<SessionRef> {
+        self.inner.session()
+    }
+
+    /// Serialises `message` and queues it within `session`, blocking while the outbound window
+    /// is full: a reply to a message that came with `session` (from
+    /// [`Peer::read_with_session`] or [`Peer::recv_with_session`]). Fails with
+    /// [`Error::SessionEnded`] if that session is no longer the peer's current one (the peer
+    /// restarted, say): nothing is queued, so the reply never reaches a later process under the
+    /// same name. See [`crate::Peer::send_in`].
+    pub fn send_in<T: Serialize + ?Sized>(
+        &self,
+        session: &SessionRef,
+        message: &T,
+    ) -> Result<Receipt> {
+        self.send_bytes_in(session, codec::encode(message)?)
+    }
+
+    /// Like [`Peer::send_in`], but fails with [`Error::Full`] instead of blocking.
+    pub fn try_send_in<T: Serialize + ?Sized>(
+        &self,
+        session: &SessionRef,
+        message: &T,
+    ) -> Result<Receipt> {
+        self.inner
+            .try_send_in(session, message)
+            .map(Receipt::from_async)
+    }
+
+    /// Queues raw bytes within `session`, blocking while the outbound window is full; see
+    /// [`Peer::send_in`].
+    pub fn send_bytes_in(
+        &self,
+        session: &SessionRef,
+        payload: impl Into<Bytes>,
+    ) -> Result<Receipt> {
+        let payload = payload.into();
+        if wait::outside_runtime() {
+            return block_on(self.inner.send_bytes_in(session, payload)).map(Receipt::from_async);
+        }
+        // Inside a runtime: as `send_one_polling`, waiting for window space here.
+        loop {
+            let mut space = pin!(self.inner.inner.space.notified());
+            space.as_mut().enable();
+            match self.inner.try_send_bytes_in(session, payload.clone()) {
+                Ok(receipt) => return Ok(Receipt::from_async(receipt)),
+                Err(Error::Full) => block_on(space),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Like [`Peer::send_bytes_in`], but fails with [`Error::Full`] instead of blocking.
+    pub fn try_send_bytes_in(
+        &self,
+        session: &SessionRef,
+        payload: impl Into<Bytes>,
+    ) -> Result<Receipt> {
+        self.inner
+            .try_send_bytes_in(session, payload)
+            .map(Receipt::from_async)
+    }
+
     // ---- receiving ----------------------------------------------------------------------------
 
     /// Waits for the next message from this peer, takes it and decodes it: the blocking
@@ -164,6 +231,35 @@ impl Peer {
             .unwrap_or(Err(Error::Timeout("no message before the deadline")))
     }
 
+    /// [`Peer::recv`], also returning the session the message came from, to answer it with
+    /// [`Peer::send_in`].
+    pub fn recv_with_session<T: DeserializeOwned>(&self) -> Result<(SessionRef, T)> {
+        block_on(self.inner.recv_with_session::<T>())
+    }
+
+    /// [`Peer::recv_with_session`], giving up with [`Error::Timeout`] after `timeout`.
+    pub fn recv_with_session_timeout<T: DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<(SessionRef, T)> {
+        block_on_until(self.inner.recv_with_session::<T>(), deadline_in(timeout))
+            .unwrap_or(Err(Error::Timeout("no message before the deadline")))
+    }
+
+    /// [`Peer::recv_bytes`], also returning the session the message came from.
+    pub fn recv_bytes_with_session(&self) -> Result<(SessionRef, Bytes)> {
+        block_on(self.inner.recv_bytes_with_session())
+    }
+
+    /// [`Peer::recv_bytes_with_session`], giving up with [`Error::Timeout`] after `timeout`.
+    pub fn recv_bytes_with_session_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(SessionRef, Bytes)> {
+        block_on_until(self.inner.recv_bytes_with_session(), deadline_in(timeout))
+            .unwrap_or(Err(Error::Timeout("no message before the deadline")))
+    }
+
     // ---- reading ------------------------------------------------------------------------------
 
     /// Removes and decodes up to `n` messages, oldest first; the rest stay queued. All or
@@ -185,6 +281,20 @@ impl Peer {
     /// Removes every queued raw message.
     pub fn read_all_bytes(&self) -> Vec<Bytes> {
         self.inner.read_all_bytes()
+    }
+
+    /// Removes and decodes up to `n` messages that came from one session, with that session;
+    /// `None` if the inbox is empty. See [`crate::Peer::read_with_session`].
+    pub fn read_with_session<T: DeserializeOwned>(
+        &self,
+        n: usize,
+    ) -> Result<Option<(SessionRef, Vec<T>)>> {
+        self.inner.read_with_session(n)
+    }
+
+    /// Removes up to `n` raw messages that came from one session, with that session.
+    pub fn read_bytes_with_session(&self, n: usize) -> Option<(SessionRef, Vec<Bytes>)> {
+        self.inner.read_bytes_with_session(n)
     }
 
     /// Messages waiting to be read.

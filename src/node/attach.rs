@@ -8,7 +8,8 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::events::Kind;
-use super::peer::{ConnectionState, Ended, PeerCore, PeerInner};
+use super::peer::{ConnectionState, PeerCore, PeerInner};
+use super::receipt::Ended;
 use super::stats::NodeCounters;
 use super::{NodeShared, clock};
 use crate::proto::endpoint::{AttachRefusal, LinkState, NewLink, Origin};

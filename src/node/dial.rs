@@ -11,8 +11,8 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::NodeShared;
 use super::driver::{self, End, Origin};
+use super::expiry;
 use super::peer::Peer;
-use super::watch;
 use crate::error::{Error, Result};
 
 pub(crate) async fn connect(shared: Arc<NodeShared>, addr: impl ToSocketAddrs) -> Result<Peer> {
@@ -111,7 +111,7 @@ async fn redial_loop(
             .checked_add(delay)
             .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
             .unwrap_or(now);
-        watch::idle(&shared, peer, Some(until)).await;
+        expiry::idle(&shared, peer, Some(until)).await;
         if shared.closing.is_cancelled() || peer.lock().session.link_id().is_some() {
             return; // shut down, or the peer reconnected to us meanwhile
         }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use super::NodeShared;
 use super::driver::{self, Origin};
-use super::watch;
+use super::expiry;
 
 pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) {
     let mut fd_backoff = Duration::from_millis(5);
@@ -74,7 +74,7 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
             // (`idle` returns at once if a connection serves the peer or a task already
             // watches it.)
             if let Some(peer) = outcome.peer {
-                watch::idle(&shared2, &peer, None).await;
+                expiry::idle(&shared2, &peer, None).await;
             }
         });
     }

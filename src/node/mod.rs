@@ -15,17 +15,19 @@ mod config;
 mod dial;
 mod driver;
 mod events;
+mod expiry;
 mod export;
 mod listen;
 mod memory;
 mod peer;
+mod receipt;
 mod recv;
+mod reply;
 mod stats;
 mod table;
 #[cfg(test)]
 mod tests;
 mod transport;
-mod watch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -39,7 +41,8 @@ use tokio_util::task::TaskTracker;
 pub use builder::NodeBuilder;
 pub use config::NodeConfig;
 pub use events::{Event, Events};
-pub use peer::{ConnectionState, OwnedReceipt, Peer, PeerStats, Receipt};
+pub use peer::{ConnectionState, Peer, PeerStats};
+pub use receipt::{OwnedReceipt, Receipt};
 pub use recv::{ByteMessages, Messages};
 pub use stats::{HandshakeRefusals, NodeStats};
 

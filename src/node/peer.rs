@@ -14,11 +14,12 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 
 use super::events::{Event, Kind};
+use super::receipt::{DeliveryState, Ended, Receipt};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::proto::endpoint::PeerRecord;
 use crate::proto::session::LostReason;
-use crate::proto::{PushError, Session, SessionCounters};
+use crate::proto::{PushError, Session, SessionCounters, SessionRef};
 
 /// A handle to a remote peer, named by its node name.
 ///
@@ -107,41 +108,6 @@ pub struct PeerStats {
     pub last_disconnect: Option<String>,
 }
 
-/// What receipts watch: the acknowledgement frontier of the current session generation.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct DeliveryState {
-    /// The generation's `Session::messages_before`: a receipt's number minus this is its
-    /// sequence number, if the receipt belongs to this generation.
-    pub messages_before: u64,
-    pub acked: u64,
-    pub closed: bool,
-}
-
-impl DeliveryState {
-    /// Whether message `number` belongs to this generation and is acknowledged. (A number of a
-    /// later generation than this state, which may lag the session, reads as not yet.)
-    fn acknowledges(&self, number: u64) -> bool {
-        number
-            .checked_sub(self.messages_before)
-            .is_some_and(|seq| seq >= 1 && seq <= self.acked)
-    }
-
-    /// Whether message `number` belongs to a generation that ended before this one.
-    fn ended_before(&self, number: u64) -> bool {
-        number <= self.messages_before
-    }
-}
-
-/// How an ended session generation left its messages.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ended {
-    /// The generation's `Session::messages_before`.
-    pub messages_before: u64,
-    /// The last sequence number the peer acknowledged in it.
-    pub acked: u64,
-    pub reason: LostReason,
-}
-
 impl std::fmt::Debug for PeerInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerInner")
@@ -200,27 +166,6 @@ pub(crate) struct PeerCore {
     /// Bytes read from and written to established connections.
     pub(crate) bytes_read: u64,
     pub(crate) bytes_written: u64,
-}
-
-impl PeerCore {
-    /// Remembers how a generation ended, forgetting the oldest beyond `max`.
-    pub(crate) fn record_ended(&mut self, ended: Ended, max: usize) {
-        self.ended.push_back(ended);
-        while self.ended.len() > max {
-            self.forgotten = self.ended.pop_front().map(|e| e.reason);
-        }
-    }
-
-    /// The ended generation message `number` belongs to, if it belongs to one.
-    fn ended_generation(&self, number: u64) -> Option<Ended> {
-        // Generations number their messages in order, so the right one is the last that began
-        // before `number` (an empty generation shares its start with the next).
-        let after = self.ended.partition_point(|e| e.messages_before < number);
-        after
-            .checked_sub(1)
-            .and_then(|i| self.ended.get(i))
-            .copied()
-    }
 }
 
 impl PeerInner {
@@ -497,9 +442,24 @@ impl Peer {
     /// registers: this is the path of every message, and larger results were copied through
     /// memory.
     fn push(&self, payload: &mut Bytes) -> Result<Queued, Refused> {
+        self.push_in(None, payload)
+    }
+
+    /// [`Peer::push`], and with `within` only while that session is the current one: checked
+    /// under the same hold of the lock as the message is queued, so a reply never lands in a
+    /// session that started in between (see `reply`).
+    #[inline(always)]
+    pub(super) fn push_in(
+        &self,
+        within: Option<SessionRef>,
+        payload: &mut Bytes,
+    ) -> Result<Queued, Refused> {
         let mut core = self.inner.lock();
         if core.closed {
             return Err(Refused::Closed);
+        }
+        if within.is_some_and(|session| !core.session.is_current(session)) {
+            return Err(Refused::Ended);
         }
         // A relaxed load of a node-wide counter written only when sessions are lost and when
         // the application takes what they handed back.
@@ -528,15 +488,16 @@ impl Peer {
         })
     }
 
-    fn receipt(&self, number: u64) -> Receipt<'_> {
-        Receipt { peer: self, number }
+    pub(super) fn receipt(&self, number: u64) -> Receipt<'_> {
+        Receipt::new(self, number)
     }
 
     /// The error for a refusal of [`Peer::push`] of `payload`.
     #[cold]
-    fn refusal(&self, refused: Refused, payload: &Bytes) -> Error {
+    pub(super) fn refusal(&self, refused: Refused, payload: &Bytes) -> Error {
         match refused {
             Refused::Closed => Error::NodeClosed,
+            Refused::Ended => Error::SessionEnded,
             Refused::Full => Error::Full,
             Refused::TooLarge => Error::MessageTooLarge {
                 len: payload.len(),
@@ -583,7 +544,7 @@ impl Peer {
         self.inner.lock().session.inbox_len()
     }
 
-    fn take(&self, core: &mut PeerCore, n: usize) -> Vec<Bytes> {
+    pub(super) fn take(&self, core: &mut PeerCore, n: usize) -> Vec<Bytes> {
         taking(core, |session| session.read(n))
     }
 
@@ -654,18 +615,20 @@ const BATCH_CHUNK: usize = 64;
 const PAUSE_EVERY: u64 = 512;
 
 /// A message queued by [`Peer::push`].
-struct Queued {
+pub(super) struct Queued {
     /// Its number across generations (see [`Receipt`]).
-    number: u64,
+    pub(super) number: u64,
     /// The sender should yield once (see [`Peer::send_bytes`]).
-    pause: bool,
+    pub(super) pause: bool,
 }
 
 /// Why [`Peer::push`] did not queue a message.
 #[derive(Debug, Clone, Copy)]
-enum Refused {
+pub(super) enum Refused {
     /// The window is full.
     Full,
+    /// The session a reply was to be sent within has ended.
+    Ended,
     /// The node is shutting down.
     Closed,
     /// Over the largest message the peer accepts.
@@ -677,177 +640,5 @@ fn push_error(e: PushError) -> Error {
     match e {
         PushError::Full => Error::Full,
         PushError::TooLarge { len, max } => Error::MessageTooLarge { len, max },
-    }
-}
-
-/// Proof that a message was queued, and a way to learn when it is delivered.
-///
-/// Dropping a receipt changes nothing: the message is sent all the same.
-///
-/// A receipt borrows the [`Peer`] handle it was sent through, as a guard borrows its lock:
-/// taking a reference count of the peer for every message would cost the sending path a
-/// quarter of its time. To keep a receipt beyond that borrow, or to move it into another task,
-/// turn it into an [`OwnedReceipt`], which holds a handle of its own:
-///
-/// ```no_run
-/// # async fn example(peer: networkio::Peer) -> networkio::Result<()> {
-/// let receipt = peer.send(&"hello").await?.into_owned();
-/// tokio::spawn(async move { receipt.delivered().await });
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Receipt<'a> {
-    peer: &'a Peer,
-    /// The message's number for this peer across session generations:
-    /// `Session::messages_before` of its generation plus its sequence number. One word, so
-    /// that a receipt is two: returned by every send, its size is paid on every call.
-    number: u64,
-}
-
-impl<'a> Receipt<'a> {
-    /// The same receipt, holding its own handle of the peer (a reference count).
-    pub fn into_owned(self) -> OwnedReceipt {
-        OwnedReceipt {
-            peer: self.peer.clone(),
-            number: self.number,
-        }
-    }
-
-    /// The message's sequence number in its session (1, 2, 3, ... per peer and direction).
-    /// (Takes the peer's lock briefly: the receipt holds the message's number across sessions.)
-    pub fn seq(&self) -> u64 {
-        let core = self.peer.inner.lock();
-        let current = core.session.messages_before();
-        let before = if self.number > current {
-            current
-        } else {
-            core.ended_generation(self.number)
-                .map_or(0, |ended| ended.messages_before)
-        };
-        self.number.saturating_sub(before)
-    }
-
-    /// The peer it was sent to.
-    pub fn peer(&self) -> &'a Peer {
-        self.peer
-    }
-
-    /// Whether the peer has acknowledged the message.
-    pub fn is_delivered(&self) -> bool {
-        let state = *self.peer.inner.delivery.borrow();
-        if state.ended_before(self.number) {
-            self.ended().is_none()
-        } else {
-            state.acknowledges(self.number)
-        }
-    }
-
-    /// For a receipt of an ended generation: how that generation ended for this message
-    /// (`None`: acknowledged before the end; `Some(reason)`: handed back).
-    fn ended(&self) -> Option<LostReason> {
-        let core = self.peer.inner.lock();
-        match core.ended_generation(self.number) {
-            Some(ended) if self.number.saturating_sub(ended.messages_before) <= ended.acked => None,
-            Some(ended) => Some(ended.reason),
-            None => Some(core.forgotten.unwrap_or(LostReason::Expired)),
-        }
-    }
-
-    /// Waits until the peer acknowledges the message (it is in the peer node's inbox).
-    ///
-    /// Fails with [`Error::SessionLost`] if the session ended first (the message was handed back
-    /// in [`Event::SessionLost`]) and with [`Error::NodeClosed`] if the node shut down first.
-    pub async fn delivered(&self) -> Result<()> {
-        let mut rx = self.peer.inner.delivery.subscribe();
-        // Generations only grow; the watch may lag the session, never lead it.
-        let state = *rx
-            .wait_for(|s| s.acknowledges(self.number) || s.ended_before(self.number) || s.closed)
-            .await
-            .map_err(|_| Error::NodeClosed)?;
-        if state.acknowledges(self.number) {
-            Ok(())
-        } else if state.ended_before(self.number) {
-            match self.ended() {
-                None => Ok(()),
-                Some(reason) => Err(Error::SessionLost { reason }),
-            }
-        } else {
-            Err(Error::NodeClosed)
-        }
-    }
-}
-
-/// A [`Receipt`] holding its own handle of the peer: it can be kept as long as needed and moved
-/// into another task. Made by [`Receipt::into_owned`].
-#[derive(Debug, Clone)]
-pub struct OwnedReceipt {
-    peer: Peer,
-    number: u64,
-}
-
-impl OwnedReceipt {
-    /// This receipt, borrowing its handle.
-    pub fn receipt(&self) -> Receipt<'_> {
-        Receipt {
-            peer: &self.peer,
-            number: self.number,
-        }
-    }
-
-    /// See [`Receipt::seq`].
-    pub fn seq(&self) -> u64 {
-        self.receipt().seq()
-    }
-
-    /// The peer it was sent to.
-    pub fn peer(&self) -> &Peer {
-        &self.peer
-    }
-
-    /// See [`Receipt::is_delivered`].
-    pub fn is_delivered(&self) -> bool {
-        self.receipt().is_delivered()
-    }
-
-    /// See [`Receipt::delivered`].
-    pub async fn delivered(&self) -> Result<()> {
-        self.receipt().delivered().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::{Config, Session};
-
-    #[test]
-    fn ended_sessions_are_remembered_up_to_the_bound() {
-        let peer = PeerInner::new(
-            "p".into(),
-            Session::new(std::time::Instant::now(), 1, Config::default()),
-        );
-        let mut core = peer.lock();
-        for i in 0..1000u64 {
-            let reason = if i == 935 {
-                LostReason::PeerShutdown
-            } else {
-                LostReason::Expired
-            };
-            core.record_ended(
-                Ended {
-                    messages_before: i * 10,
-                    acked: 5,
-                    reason,
-                },
-                64,
-            );
-        }
-        assert_eq!(core.ended.len(), 64);
-        assert_eq!(core.forgotten, Some(LostReason::PeerShutdown));
-        // A message of a remembered generation is still told apart: acknowledged or not.
-        let last = core.ended_generation(9993).unwrap();
-        assert_eq!((last.messages_before, last.acked), (9990, 5));
-        assert!(core.ended_generation(100).is_none(), "forgotten");
     }
 }

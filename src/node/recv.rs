@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use super::peer::{ConnectionState, Peer, PeerCore, PeerInner, taking};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::proto::Session;
 use crate::proto::session::LostReason;
+use crate::proto::{Session, SessionRef};
 
 /// The receiving side's state of a peer, behind the peer's lock.
 #[derive(Debug, Default)]
@@ -140,6 +140,20 @@ fn take_decoded<T: DeserializeOwned>(core: &mut PeerCore) -> Option<Result<T>> {
     Some(decoded)
 }
 
+/// Takes the oldest message, raw, with the session it came from.
+fn take_bytes_with_session(core: &mut PeerCore) -> Option<Result<(SessionRef, Bytes)>> {
+    let (session, _) = core.session.next_origin()?;
+    take_bytes(core).map(|taken| taken.map(|message| (session, message)))
+}
+
+/// Decodes the oldest message as `T` and takes it, with the session it came from.
+fn take_decoded_with_session<T: DeserializeOwned>(
+    core: &mut PeerCore,
+) -> Option<Result<(SessionRef, T)>> {
+    let (session, _) = core.session.next_origin()?;
+    take_decoded(core).map(|taken| taken.map(|message| (session, message)))
+}
+
 /// A receiver in progress; deregisters when dropped.
 struct Recv<'a> {
     inner: &'a PeerInner,
@@ -206,6 +220,37 @@ impl Peer {
     /// decoding.
     pub async fn recv_bytes(&self) -> Result<Bytes> {
         self.receiver().next(take_bytes).await
+    }
+
+    /// [`Peer::recv`], also returning the session the message came from: to answer it with
+    /// [`Peer::send_in`], which never reaches a later session of the peer (a new process under
+    /// the same name). Same rules as `recv`.
+    ///
+    /// ```no_run
+    /// # async fn example(peer: networkio::Peer) -> networkio::Result<()> {
+    /// loop {
+    ///     let (session, request) = match peer.recv_with_session::<String>().await {
+    ///         Ok(received) => received,
+    ///         // A session ended after its messages: go on with the next one's.
+    ///         Err(networkio::Error::SessionLost { .. }) => continue,
+    ///         Err(e) => return Err(e),
+    ///     };
+    ///     match peer.send_in(&session, &format!("got {request}")).await {
+    ///         // The process that asked is gone: its successor must not get the answer.
+    ///         Ok(_) | Err(networkio::Error::SessionEnded) => {}
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn recv_with_session<T: DeserializeOwned>(&self) -> Result<(SessionRef, T)> {
+        self.receiver().next(take_decoded_with_session).await
+    }
+
+    /// [`Peer::recv_bytes`], also returning the session the message came from (see
+    /// [`Peer::recv_with_session`]).
+    pub async fn recv_bytes_with_session(&self) -> Result<(SessionRef, Bytes)> {
+        self.receiver().next(take_bytes_with_session).await
     }
 
     /// The messages from this peer, decoded, as a [`Stream`](futures_core::Stream) of what

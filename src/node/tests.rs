@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use super::attach::{apply_events, attach};
 use super::driver::{End, end_link};
 use super::peer::PeerInner;
-use super::{ConnectionState, Event, Events, Node, clock, watch};
+use super::{ConnectionState, Event, Events, Node, clock, expiry};
 use crate::proto::endpoint::Origin;
 use crate::proto::session::{LinkId, LostReason};
 use crate::proto::{Config, LinkError, PeerHello, Session};
@@ -175,7 +175,7 @@ async fn a_session_without_a_link_expires_on_the_paused_clock() {
 
     let shared = node.shared.clone();
     let watched = peer.clone();
-    tokio::spawn(async move { watch::idle(&shared, &watched, None).await });
+    tokio::spawn(async move { expiry::idle(&shared, &watched, None).await });
     let expiry = node.shared.config.protocol.session_expiry;
     let wall = std::time::Instant::now();
     tokio::time::advance(expiry - Duration::from_secs(1)).await;

@@ -22,6 +22,7 @@ use super::budget::{InboxBudget, Reservation};
 use super::frame::{self, Frame, SessionOffer};
 use super::handshake::{PeerHello, frame_name};
 use super::inbound::{Accepted, Inbound};
+use super::origin::{Origins, SessionRef};
 use super::outbound::{Outbound, PushError};
 use super::stats::{RttEstimator, SessionCounters};
 use super::{CloseCode, Config, LinkError, ProtocolViolation, instant_after};
@@ -161,6 +162,8 @@ pub struct Session {
     rtt: RttEstimator,
     /// Messages and payload bytes handed back by ended generations.
     handed_back: (u64, u64),
+    /// Which ended sessions the unread messages came from.
+    origins: Origins,
 }
 
 impl Session {
@@ -183,6 +186,7 @@ impl Session {
             events: VecDeque::new(),
             rtt: RttEstimator::default(),
             handed_back: (0, 0),
+            origins: Origins::default(),
         }
     }
 
@@ -356,6 +360,31 @@ impl Session {
     /// The id of the current session (both sides agree on it), or 0 while none is established.
     pub fn session_id(&self) -> u64 {
         self.session_id
+    }
+
+    /// The current session, or `None` while none is established (none yet, or the last one
+    /// ended).
+    pub fn session(&self) -> Option<SessionRef> {
+        (self.session_id != 0).then(|| self.current_ref())
+    }
+
+    /// Whether `session` is the current session: what a reply within it checks, under the same
+    /// lock as it queues the reply. A session that ended never becomes current again.
+    pub fn is_current(&self, session: SessionRef) -> bool {
+        self.session_id != 0 && session == self.current_ref()
+    }
+
+    /// The session the oldest unread message came from, and how many unread messages in a row
+    /// came from it (a [`Session::read`] of that many takes only that session's messages);
+    /// `None` if the inbox is empty.
+    pub fn next_origin(&self) -> Option<(SessionRef, usize)> {
+        self.origins
+            .of_next(self.inbound.taken(), self.inbound.len(), self.current_ref())
+    }
+
+    /// The current generation and session id (an id of 0 is never current).
+    fn current_ref(&self) -> SessionRef {
+        SessionRef::new(self.generation, self.session_id)
     }
 
     /// Totals over the session object's life, across connections and generations. Cheap: a
@@ -743,6 +772,9 @@ impl Session {
             .saturating_add(acked)
             .saturating_add(unacked.len() as u64);
         self.inbound.reset();
+        let taken = self.inbound.taken();
+        let read_through = taken.wrapping_add(self.inbound.len() as u64);
+        self.origins.ended(self.current_ref(), taken, read_through);
         self.peer_incarnation = 0;
         self.session_id = 0;
         self.confirmed = false;
@@ -752,7 +784,7 @@ impl Session {
             reason,
             acked,
             messages_before,
-            read_through: self.inbound.taken().wrapping_add(self.inbound.len() as u64),
+            read_through,
         });
         self.generation = self.generation.saturating_add(1);
     }

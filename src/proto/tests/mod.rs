@@ -16,6 +16,7 @@ mod counters;
 mod endpoint;
 mod faults;
 mod fuzz_regressions;
+mod origins;
 mod props;
 mod regressions;
 mod scenarios;

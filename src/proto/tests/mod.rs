@@ -17,6 +17,7 @@ mod fuzz_regressions;
 mod props;
 mod regressions;
 mod scenarios;
+mod suspicion;
 
 use std::time::{Duration, Instant};
 

@@ -68,7 +68,7 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
         shared.tasks.spawn(async move {
             let slot = shared2.handshakes.admit();
             let outcome =
-                driver::run(&shared2, stream, Origin::Accepted, &mut None, Some(slot)).await;
+                driver::run(&shared2, stream, Origin::Accepted, &mut None, Some(slot), None).await;
             drop(permit);
             // The accepting side keeps the session until it expires; something must fire that.
             // (`idle` returns at once if a connection serves the peer or a task already

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use dial::DialAddr;
 pub use events::{Event, Events};
 pub use peer::{ConnectionState, OwnedReceipt, Peer, PeerStats, Receipt};
 pub use recv::{ByteMessages, Messages};
@@ -61,6 +62,10 @@ pub struct NodeConfig {
     pub reconnect_max: Duration,
     /// Timeout of one TCP connect attempt. Default 10 s.
     pub connect_timeout: Duration,
+    /// How a dialer races fresh connections against a link its session suspects dead (see
+    /// [`Session::is_suspect`](crate::proto::Session::is_suspect)): default one attempt every
+    /// 250 ms, each given 750 ms to connect, at most 3 at once.
+    pub failover: proto::redial::Race,
     /// How long [`Node::shutdown`] waits for unacknowledged messages to be acknowledged by
     /// connected peers before closing. Default 5 s.
     pub shutdown_linger: Duration,
@@ -85,6 +90,7 @@ impl Default for NodeConfig {
             reconnect_initial: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            failover: proto::redial::Race::default(),
             shutdown_linger: Duration::from_secs(5),
             metrics: true,
             metrics_interval: export::DEFAULT_INTERVAL,
@@ -148,6 +154,14 @@ impl NodeConfig {
         check(
             !self.metrics_interval.is_zero(),
             "metrics interval must be > 0",
+        )?;
+        check(
+            !self.failover.interval.is_zero() && !self.failover.connect_timeout.is_zero(),
+            "failover interval and connect timeout must be > 0",
+        )?;
+        check(
+            self.failover.max_in_flight > 0,
+            "failover attempts in flight must be > 0",
         )?;
         check(
             self.reconnect_initial <= self.reconnect_max,
@@ -558,9 +572,13 @@ impl Node {
 
     /// Dials `addr`, completes the handshake and returns the peer that answered (its name comes
     /// from the handshake). If the connection later breaks, this node redials with backoff and
-    /// the session resumes.
-    pub async fn connect(&self, addr: impl ToSocketAddrs) -> Result<Peer> {
-        dial::connect(self.shared.clone(), addr).await
+    /// the session resumes: a host name is resolved again for every attempt, and only the peer
+    /// that first answered is attached (another node answering at the address is refused, see
+    /// [`RefusalReason::UnexpectedPeer`](crate::proto::admission::RefusalReason::UnexpectedPeer)).
+    /// If the link goes silent while the peer owes an answer, fresh connections are dialed
+    /// alongside (see [`NodeConfig::failover`]).
+    pub async fn connect(&self, addr: impl Into<DialAddr>) -> Result<Peer> {
+        dial::connect(self.shared.clone(), addr.into()).await
     }
 
     /// Live TCP connections (handshaking or established), accepted and dialed.

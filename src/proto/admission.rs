@@ -32,17 +32,22 @@ pub enum RefusalReason {
     /// ([`NodeConfig::max_connections`](crate::NodeConfig::max_connections)); refused before
     /// any handshake, so no name is known.
     ConnectionLimit,
+    /// A redial reached a node with another name than the peer its dialer serves (the address
+    /// now leads elsewhere): that node is not attached, and the dialer keeps trying for its
+    /// peer.
+    UnexpectedPeer,
 }
 
 impl RefusalReason {
     /// Every reason, for code that keeps one counter per reason.
-    pub const ALL: [RefusalReason; 6] = [
+    pub const ALL: [RefusalReason; 7] = [
         RefusalReason::NotAllowlisted,
         RefusalReason::KnownPeerMismatch,
         RefusalReason::KnownPeersUnwritable,
         RefusalReason::NameInUse,
         RefusalReason::SessionLimit,
         RefusalReason::ConnectionLimit,
+        RefusalReason::UnexpectedPeer,
     ];
 
     /// A stable `snake_case` name, for logs and metric labels.
@@ -54,6 +59,7 @@ impl RefusalReason {
             RefusalReason::NameInUse => "name_in_use",
             RefusalReason::SessionLimit => "session_limit",
             RefusalReason::ConnectionLimit => "connection_limit",
+            RefusalReason::UnexpectedPeer => "unexpected_peer",
         }
     }
 
@@ -65,6 +71,7 @@ impl RefusalReason {
             RefusalReason::KnownPeersUnwritable => CloseCode::TrustStoreFailed,
             RefusalReason::NameInUse => CloseCode::NameInUse,
             RefusalReason::SessionLimit | RefusalReason::ConnectionLimit => CloseCode::Busy,
+            RefusalReason::UnexpectedPeer => CloseCode::BadHello,
         }
     }
 
@@ -92,6 +99,7 @@ impl std::fmt::Display for RefusalReason {
             RefusalReason::NameInUse => "the name is in use by another key",
             RefusalReason::SessionLimit => "too many sessions",
             RefusalReason::ConnectionLimit => "connection limit reached",
+            RefusalReason::UnexpectedPeer => "dialed for another peer",
         })
     }
 }

@@ -76,7 +76,8 @@ impl RefusalReason {
     }
 
     /// The reason a peer's CLOSE code gives for refusing us, if it names one. `BUSY` names none:
-    /// it also covers evicted handshakes, and its reason text tells which limit.
+    /// it also covers evicted handshakes, and its reason text tells which limit. Nor does
+    /// `BAD_HELLO`, which mostly reports unacceptable HELLOs.
     pub fn from_close_code(code: CloseCode) -> Option<RefusalReason> {
         match code {
             CloseCode::Unauthorized => Some(RefusalReason::NotAllowlisted),
@@ -180,7 +181,9 @@ mod tests {
             let back = CloseCode::from_u16(code.to_u16());
             assert_eq!(back, code);
             match code {
-                CloseCode::Busy => assert_eq!(RefusalReason::from_close_code(back), None),
+                CloseCode::Busy | CloseCode::BadHello => {
+                    assert_eq!(RefusalReason::from_close_code(back), None)
+                }
                 _ => assert_eq!(RefusalReason::from_close_code(back), Some(reason)),
             }
             assert!(!reason.label().is_empty() && !reason.to_string().is_empty());

@@ -103,7 +103,7 @@ impl Backoff {
     pub fn next_delay(&mut self, random: u64) -> Duration {
         let high = self.current;
         self.current = self.current.saturating_mul(2).min(self.max);
-        let low = high / 2;
+        let low = high.checked_div(2).unwrap_or_default();
         let span = high.saturating_sub(low).as_nanos();
         if span == 0 {
             return high;

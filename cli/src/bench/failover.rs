@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use networkio::{Event, Node, NodeConfig};
+use networkio::{Event, NodeConfig};
 use networkio_chaos::{ChaosConfig, ChaosProxy};
 use serde::Serialize;
 

@@ -227,8 +227,7 @@ pub use bytes::Bytes;
 pub use error::{CodecError, Error, Fault, Result};
 pub use node::{
     ByteMessages, ConnectionState, DialAddr, Event, Events, HandshakeRefusals, Messages, Node,
-    NodeBuilder,
-    NodeConfig, NodeStats, OwnedReceipt, Peer, PeerStats, Receipt,
+    NodeBuilder, NodeConfig, NodeStats, OwnedReceipt, Peer, PeerStats, Receipt,
 };
 pub use proto::SessionCounters;
 pub use proto::admission::RefusalReason;

@@ -60,7 +60,9 @@ async fn a_redial_refuses_another_node_at_the_address_and_resumes_with_its_peer(
     let peer = a.connect(proxy.local_addr()).await.unwrap();
     assert_eq!(peer.name(), "b");
     let first = queue(&peer, "a", 10, &checker).await;
-    within("the first messages", first.delivered()).await.unwrap();
+    within("the first messages", first.delivered())
+        .await
+        .unwrap();
 
     // The address now leads to c, and the connection breaks.
     proxy.retarget(c.local_addrs()[0]);
@@ -85,13 +87,19 @@ async fn a_redial_refuses_another_node_at_the_address_and_resumes_with_its_peer(
 
     // The address leads back to b: the dialer, still serving b, resumes its session.
     proxy.retarget(b.local_addrs()[0]);
-    wait_event(&mut a_events, "a resuming with b", |e| {
-        matches!(e, Event::Connected { peer, resumed: true } if peer.name() == "b")
-    })
+    wait_event(
+        &mut a_events,
+        "a resuming with b",
+        |e| matches!(e, Event::Connected { peer, resumed: true } if peer.name() == "b"),
+    )
     .await;
     queue(&peer, "a", 10, &checker).await;
     all_delivered(&checker, read).await;
-    assert_eq!(c.stats().counters.messages_received, 0, "c received nothing");
+    assert_eq!(
+        c.stats().counters.messages_received,
+        0,
+        "c received nothing"
+    );
     while let Some(event) = c_events.try_recv() {
         assert!(
             !matches!(event, Event::Message { .. } | Event::Connected { .. }),
@@ -146,7 +154,9 @@ async fn silent_hole(dialer_sends: bool) {
     let checker = Arc::new(Mutex::new(Checker::default()));
     let read = spawn_reader(receiver, checker.clone());
     let first = queue(&sender, from, 50, &checker).await;
-    within("the first messages", first.delivered()).await.unwrap();
+    within("the first messages", first.delivered())
+        .await
+        .unwrap();
 
     proxy.silence();
     // In flight when the link went silent: lost on the old connection.

@@ -7,8 +7,8 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use super::driver::{self, End, Origin, Outcome};
 use super::peer::Peer;
-use super::{NodeShared, NodeConfig, watch};
+use super::{NodeConfig, NodeShared, watch};
 use crate::error::{Error, Result};
 use crate::proto::redial::{Answer, Redial};
 
@@ -44,9 +44,9 @@ impl DialAddr {
     async fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
         let addrs: Vec<SocketAddr> = match &self.0 {
             Target::Name(name) => tokio::net::lookup_host(name.as_str()).await?.collect(),
-            Target::NamePort(host, port) => {
-                tokio::net::lookup_host((host.as_str(), *port)).await?.collect()
-            }
+            Target::NamePort(host, port) => tokio::net::lookup_host((host.as_str(), *port))
+                .await?
+                .collect(),
             Target::Addrs(addrs) => addrs.clone(),
         };
         if addrs.is_empty() {
@@ -211,6 +211,44 @@ async fn dial_any(
     }
 }
 
+/// A redial: one attempt given the full `connect_timeout`, and while it has not connected,
+/// another every `failover.interval` (each given `failover.connect_timeout`, at most
+/// `failover.max_in_flight` at once), the first to connect winning. On a link that dropped
+/// everything for a while (longer than the idle timeout, so the old connection is gone), an
+/// attempt whose SYN was lost would otherwise wait for TCP's SYN retransmission (1 s, then 3 s,
+/// ...) after the link returns. An address that refuses fails at once, as one attempt would.
+async fn dial_staggered(shared: &NodeShared, addrs: Vec<SocketAddr>) -> Result<TcpStream> {
+    let race = shared.config.failover;
+    let addrs = Arc::new(addrs);
+    let mut attempts = JoinSet::new();
+    let spawn = |attempts: &mut JoinSet<Result<TcpStream>>, timeout: Duration| {
+        let addrs = addrs.clone();
+        attempts.spawn(async move { connect_any(&addrs, timeout).await });
+    };
+    spawn(&mut attempts, shared.config.connect_timeout);
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval_at(start + race.interval, race.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            joined = attempts.join_next() => match joined {
+                Some(Ok(Ok(stream))) => return Ok(stream),
+                Some(Ok(Err(e))) if attempts.is_empty() => return Err(e),
+                Some(Err(e)) if attempts.is_empty() => {
+                    return Err(Error::Io(io::Error::other(e.to_string())));
+                }
+                _ => {}
+            },
+            _ = tick.tick() => {
+                if race.may_start(attempts.len()) {
+                    spawn(&mut attempts, race.connect_timeout);
+                }
+            }
+            () = shared.closing.cancelled() => return Err(Error::NodeClosed),
+        }
+    }
+}
+
 async fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream> {
     let mut last = Error::Io(io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -236,7 +274,14 @@ fn redial_task(
     first_permit: OwnedSemaphorePermit,
     ready: oneshot::Sender<Result<Peer>>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(redial_loop(shared, target, dialing, first, first_permit, ready))
+    Box::pin(redial_loop(
+        shared,
+        target,
+        dialing,
+        first,
+        first_permit,
+        ready,
+    ))
 }
 
 /// Runs the first connection, answers `ready`, then keeps the session connected: redials
@@ -299,7 +344,7 @@ async fn redial_loop(
             continue;
         };
         let attempt = match target.resolve().await {
-            Ok(addrs) => dial_any(&shared, &addrs, shared.config.connect_timeout).await,
+            Ok(addrs) => dial_staggered(&shared, addrs).await,
             Err(e) => Err(Error::Io(e)),
         };
         match attempt {

@@ -233,7 +233,10 @@ async fn run_connection(
         // KB with only the plaintext side and the handshake boxed.
         Security::InsecurePlaintext => {
             let remote = (addr, None);
-            Box::pin(run_over(shared, tcp, remote, hs, origin, ready, slot, dialing)).await
+            Box::pin(run_over(
+                shared, tcp, remote, hs, origin, ready, slot, dialing,
+            ))
+            .await
         }
         Security::Tls(configs) => {
             let deadline = tokio::time::Instant::from_std(hs.deadline());
@@ -408,7 +411,16 @@ async fn run_over<S: Transport>(
     };
     tracing::debug!(node = %shared.name, peer = %hello.name, ?origin, "handshake: HELLO exchanged");
     let (established, end) = conn
-        .drive(shared, &peer, &mut stream, link, &wake, ready, &mut slot, dialing)
+        .drive(
+            shared,
+            &peer,
+            &mut stream,
+            link,
+            &wake,
+            ready,
+            &mut slot,
+            dialing,
+        )
         .await;
     {
         let mut core = peer.lock();

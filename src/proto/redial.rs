@@ -160,9 +160,17 @@ mod tests {
         assert_eq!(r.serves(), None);
         assert_eq!(r.on_answer("b"), Answer::Attach);
         assert_eq!(r.serves(), Some("b"));
-        assert_eq!(r.on_answer("c"), Answer::Refuse, "another node is never attached");
+        assert_eq!(
+            r.on_answer("c"),
+            Answer::Refuse,
+            "another node is never attached"
+        );
         assert_eq!(r.serves(), Some("b"), "and does not take over the dialer");
-        assert_eq!(r.on_answer("b"), Answer::Attach, "the peer is attached again");
+        assert_eq!(
+            r.on_answer("b"),
+            Answer::Attach,
+            "the peer is attached again"
+        );
         let mut further = Redial::serving("b", MS(50), MS(5000));
         assert_eq!(further.on_answer("c"), Answer::Refuse);
         assert_eq!(further.on_answer("b"), Answer::Attach);

@@ -91,7 +91,10 @@ pub async fn run(
             let net = netns::Pair::create()?;
             let flow = Flow::start(mode, failover, Some(&net), None).await?;
             for hole in holes {
-                results.push(flow.hole(*hole, || net.silence(true), || net.silence(false)).await?);
+                results.push(
+                    flow.hole(*hole, || net.silence(true), || net.silence(false))
+                        .await?,
+                );
             }
             flow.stop();
             drop(net);
@@ -110,7 +113,10 @@ pub async fn run(
                 Ok(())
             };
             for hole in holes {
-                results.push(flow.hole(*hole, || silence(true), || silence(false)).await?);
+                results.push(
+                    flow.hole(*hole, || silence(true), || silence(false))
+                        .await?,
+                );
             }
             flow.stop();
         }
@@ -228,7 +234,10 @@ impl Flow {
         let sender = {
             let (stop, sent) = (stop.clone(), sent.clone());
             node_thread(tx_ns, async move {
-                let node = nio::builder("failover-tx", mode).config(config).start().await?;
+                let node = nio::builder("failover-tx", mode)
+                    .config(config)
+                    .start()
+                    .await?;
                 let peer = node.connect(target).await?;
                 let mut tick = tokio::time::interval(FLOW_INTERVAL);
                 let mut payload = vec![0u8; 64];
@@ -274,7 +283,10 @@ impl Flow {
         let (mut first, mut done) = (None, None);
         while Instant::now() < deadline && done.is_none() {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            let received = self.received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let received = self
+                .received
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?;
             first = first.or_else(|| {
                 received
                     .iter()
@@ -282,7 +294,11 @@ impl Flow {
                     .map(|t| t.duration_since(back))
             });
             done = received
-                .get(usize::try_from(backlog).unwrap_or(usize::MAX).saturating_sub(1))
+                .get(
+                    usize::try_from(backlog)
+                        .unwrap_or(usize::MAX)
+                        .saturating_sub(1),
+                )
                 .filter(|_| backlog > 0)
                 .map(|t| t.saturating_duration_since(back));
         }
@@ -429,7 +445,16 @@ mod netns {
             for (ns, dev) in [(&self.a, &self.va), (&self.b, &self.vb)] {
                 if on {
                     run(&[
-                        "ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root",
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        "tc",
+                        "qdisc",
+                        "add",
+                        "dev",
+                        dev,
+                        "root",
                         "blackhole",
                     ])?;
                 } else {

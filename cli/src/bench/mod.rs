@@ -228,10 +228,18 @@ where
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
     if args.scenario == Scenario::Failover {
-        if args.holes.iter().any(|h| !h.is_finite() || *h <= 0.0 || *h > 3600.0) {
+        if args
+            .holes
+            .iter()
+            .any(|h| !h.is_finite() || *h <= 0.0 || *h > 3600.0)
+        {
             bail!("--holes must be positive numbers of seconds, at most 3600");
         }
-        let holes: Vec<Duration> = args.holes.iter().map(|h| Duration::from_secs_f64(*h)).collect();
+        let holes: Vec<Duration> = args
+            .holes
+            .iter()
+            .map(|h| Duration::from_secs_f64(*h))
+            .collect();
         let mode = args.modes.first().copied().unwrap_or(Mode::Plaintext);
         return failover::run(&holes, args.link, mode, !args.no_failover, args.json).await;
     }

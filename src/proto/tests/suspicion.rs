@@ -81,7 +81,11 @@ fn the_receiving_side_of_a_flow_probes_then_suspects() {
     pair.half_step(B);
     pair.read_all(B);
     let heard_at = pair.now();
-    assert_eq!(pair.session(B).in_flight(), 0, "b owes data, is owed nothing");
+    assert_eq!(
+        pair.session(B).in_flight(),
+        0,
+        "b owes data, is owed nothing"
+    );
     // a's side of the link goes silent.
     pair.advance(floor);
     pair.fire_timers(B).unwrap();

@@ -396,6 +396,9 @@ async fn race(shared: &Arc<NodeShared>, target: &Arc<DialAddr>, dialing: &Dialin
     let Some(peer) = peer else {
         return;
     };
+    if !peer.lock().session.is_suspect() {
+        return; // a stale notification: the link recovered, or is gone
+    }
     let race = shared.config.failover;
     tracing::info!(
         node = %shared.name,
@@ -413,7 +416,7 @@ async fn race(shared: &Arc<NodeShared>, target: &Arc<DialAddr>, dialing: &Dialin
                     continue;
                 }
                 if !peer.lock().session.is_suspect() {
-                    tracing::debug!(node = %shared.name, peer = %name, "link recovered");
+                    tracing::debug!(node = %shared.name, peer = %name, "link no longer suspect");
                     return;
                 }
                 if race.may_start(attempts.len()) {

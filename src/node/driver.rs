@@ -710,7 +710,13 @@ impl Conn {
                 }
                 io::Result::Ok(())
             };
-            let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+            // A link that timed out is most likely unreachable: waiting for the goodbye to get
+            // through would only hold up its dialer's redial. The CLOSE is still queued.
+            let grace = match end {
+                End::Link(LinkError::IdleTimeout(_)) => Duration::ZERO,
+                _ => CLOSE_GRACE,
+            };
+            let _ = tokio::time::timeout(grace, goodbye).await;
         }
         if matches!(end, End::Aborted) {
             // As a crash would: reset, not a graceful FIN. (A zero linger never blocks on close.)

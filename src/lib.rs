@@ -258,8 +258,8 @@ mod security;
 pub use bytes::Bytes;
 pub use error::{CodecError, Error, Fault, Result};
 pub use node::{
-    ByteMessages, ConnectionState, Event, Events, HandshakeRefusals, Messages, Node, NodeBuilder,
-    NodeConfig, NodeStats, OwnedReceipt, Peer, PeerStats, Receipt,
+    ByteMessages, ConnectionState, DialAddr, Event, Events, HandshakeRefusals, Messages, Node,
+    NodeBuilder, NodeConfig, NodeStats, OwnedReceipt, Peer, PeerStats, Receipt,
 };
 pub use proto::admission::RefusalReason;
 pub use proto::session::LostReason;

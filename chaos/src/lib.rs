@@ -8,7 +8,10 @@
 //! demand ([`ChaosProxy::cut_all`]) or during a simulated partition
 //! ([`ChaosProxy::pause`]). It can also refuse a fraction of new connections
 //! outright, so failed reconnection attempts and cuts during a handshake get
-//! exercised too.
+//! exercised too. [`ChaosProxy::silence`] makes the link go silent instead of
+//! breaking (a black hole: nothing is closed, nothing gets through), and
+//! [`ChaosProxy::retarget`] points new connections at another server (an
+//! address that comes to belong to another node).
 //!
 //! It is meant for tests and demos on the loopback interface only: it listens
 //! on `127.0.0.1` and forwards only to the single target address it is given,
@@ -183,12 +186,15 @@ impl Counters {
 /// connection tasks.
 #[derive(Debug)]
 struct Shared {
-    target: SocketAddr,
+    /// Where new connections are forwarded (see `ChaosProxy::retarget`).
+    target: watch::Sender<SocketAddr>,
     config: ChaosConfig,
     counters: Counters,
     paused: AtomicBool,
     /// Bumped to cut every live connection (by `cut_all` and `pause`).
     cut_generation: watch::Sender<u64>,
+    /// Bumped to silence every live connection (by `silence`).
+    silence_generation: watch::Sender<u64>,
     /// Set to true once to stop everything.
     shutdown: watch::Sender<bool>,
 }
@@ -228,11 +234,12 @@ impl ChaosProxy {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            target,
+            target: watch::Sender::new(target),
             config,
             counters: Counters::default(),
             paused: AtomicBool::new(false),
             cut_generation: watch::Sender::new(0),
+            silence_generation: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
         });
         tracing::debug!(%local_addr, %target, "chaos proxy started");
@@ -245,9 +252,32 @@ impl ChaosProxy {
         self.local_addr
     }
 
-    /// The target address every connection is forwarded to.
+    /// The target address new connections are forwarded to.
     pub fn target(&self) -> SocketAddr {
-        self.shared.target
+        *self.shared.target.borrow()
+    }
+
+    /// Forwards connections accepted from now on to `target` (a loopback address) instead:
+    /// the proxy's address comes to lead to another server. Live connections keep theirs.
+    pub fn retarget(&self, target: SocketAddr) {
+        tracing::debug!(proxy = %self.local_addr, %target, "retargeting");
+        self.shared.target.send_replace(target);
+    }
+
+    /// Starts a silent hole: every live connection stays open but nothing gets through any
+    /// more, in either direction, ever (bytes are read and dropped, as a network that loses
+    /// every packet; unlike a real path, these connections never recover, which is the worst
+    /// case of TCP's retransmission backoff: only a fresh connection gets through). While
+    /// silent, new connections are refused (accepted and reset: on loopback the kernel
+    /// completes TCP handshakes before the proxy sees them, so it cannot drop SYNs).
+    /// [`ChaosProxy::resume`] ends the hole for new connections.
+    pub fn silence(&self) {
+        tracing::debug!(proxy = %self.local_addr, "silencing (black hole)");
+        // As in `pause`: a connection accepted concurrently is refused or silenced.
+        self.shared.paused.store(true, Ordering::SeqCst);
+        self.shared
+            .silence_generation
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// A snapshot of the proxy's counters.
@@ -293,8 +323,8 @@ impl ChaosProxy {
         self.shared.cut_all();
     }
 
-    /// Ends a partition started by [`ChaosProxy::pause`]: new connections are
-    /// forwarded again.
+    /// Ends a partition started by [`ChaosProxy::pause`] or a hole started by
+    /// [`ChaosProxy::silence`]: new connections are forwarded again.
     pub fn resume(&self) {
         tracing::debug!(proxy = %self.local_addr, "resuming");
         self.shared.paused.store(false, Ordering::SeqCst);
@@ -336,6 +366,8 @@ enum Outcome {
     Closed,
     /// The proxy cut the connection.
     Cut(CutReason),
+    /// The proxy silenced the connection (see `ChaosProxy::silence`).
+    Silenced,
     /// The proxy is shutting down.
     Shutdown,
     /// A socket operation failed (e.g. a peer reset its side).
@@ -357,6 +389,7 @@ impl fmt::Debug for Outcome {
         match self {
             Outcome::Closed => f.write_str("closed"),
             Outcome::Cut(reason) => write!(f, "cut ({reason:?})"),
+            Outcome::Silenced => f.write_str("silenced"),
             Outcome::Shutdown => f.write_str("shutdown"),
             Outcome::Failed(e) => write!(f, "failed ({e})"),
         }
@@ -390,6 +423,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let mut rng = StdRng::seed_from_u64(config.seed ^ index.wrapping_mul(SEED_MIX));
         // Subscribe before looking at `paused` (see `ChaosProxy::pause`).
         let cuts = shared.cut_generation.subscribe();
+        let silenced = shared.silence_generation.subscribe();
         let refuse = rng.random_bool(config.refuse_probability);
         if refuse || shared.paused.load(Ordering::SeqCst) {
             tracing::debug!(index, %peer, paused = !refuse, "refusing connection");
@@ -414,7 +448,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             index,
             client,
             plan,
-            cuts,
+            (cuts, silenced),
         ));
     }
     tracing::debug!(addr = ?listener.local_addr().ok(), "chaos proxy stopped accepting");
@@ -426,7 +460,7 @@ async fn proxy_connection(
     index: u64,
     mut client: TcpStream,
     plan: Plan,
-    mut cuts: watch::Receiver<u64>,
+    (mut cuts, mut silenced): (watch::Receiver<u64>, watch::Receiver<u64>),
 ) {
     let mut shutdown = shared.shutdown.subscribe();
     let reset = shared.config.reset;
@@ -443,7 +477,7 @@ async fn proxy_connection(
         _ = shutdown.wait_for(|stop| *stop) => Err(Outcome::Shutdown),
         _ = cuts.changed() => Err(Outcome::Cut(CutReason::Manual)),
         () = &mut deadline => Err(Outcome::Cut(CutReason::Time)),
-        connected = TcpStream::connect(shared.target) => connected.map_err(Outcome::Failed),
+        connected = TcpStream::connect(*shared.target.borrow()) => connected.map_err(Outcome::Failed),
     };
     let mut target = match connected {
         Ok(target) => target,
@@ -490,6 +524,7 @@ async fn proxy_connection(
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => break Outcome::Shutdown,
                 _ = cuts.changed() => break Outcome::Cut(CutReason::Manual),
+                _ = silenced.changed() => break Outcome::Silenced,
                 () = &mut deadline => break Outcome::Cut(CutReason::Time),
                 end = &mut up, if !up_done => {
                     up_done = true;
@@ -512,6 +547,7 @@ async fn proxy_connection(
     tracing::debug!(index, ?outcome, "connection ended");
     match outcome {
         Outcome::Closed => {}
+        Outcome::Silenced => black_hole(client, target, &mut shutdown).await,
         Outcome::Cut(_) => {
             Counters::bump(&shared.counters.cuts);
             close(client, reset);
@@ -527,6 +563,26 @@ async fn proxy_connection(
             close(target, true);
         }
     }
+}
+
+/// Keeps a silenced connection open and drops whatever either side sends, until the proxy shuts
+/// down (or both sides have closed).
+async fn black_hole(
+    mut client: TcpStream,
+    mut target: TcpStream,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let (mut a, mut b) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let (mut client_open, mut target_open) = (true, true);
+    while client_open || target_open {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            read = client.read(&mut a), if client_open => client_open = matches!(read, Ok(n) if n > 0),
+            read = target.read(&mut b), if target_open => target_open = matches!(read, Ok(n) if n > 0),
+        }
+    }
+    close(client, true);
+    close(target, true);
 }
 
 /// Forwards one direction until end-of-stream, failure, or the end of the

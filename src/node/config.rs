@@ -54,6 +54,10 @@ pub struct NodeConfig {
     pub reconnect_max: Duration,
     /// Timeout of one TCP connect attempt. Default 10 s.
     pub connect_timeout: Duration,
+    /// How a dialer races fresh connections against a link its session suspects dead (see
+    /// [`Session::is_suspect`](crate::proto::Session::is_suspect)): default one attempt every
+    /// 250 ms, each given 750 ms to connect, at most 3 at once.
+    pub failover: proto::redial::Race,
     /// How long [`Node::shutdown`](super::Node::shutdown) waits for unacknowledged messages to be acknowledged by
     /// connected peers before closing. Default 5 s.
     pub shutdown_linger: Duration,
@@ -81,6 +85,7 @@ impl Default for NodeConfig {
             reconnect_initial: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            failover: proto::redial::Race::default(),
             shutdown_linger: Duration::from_secs(5),
             metrics: true,
             metrics_interval: export::DEFAULT_INTERVAL,
@@ -141,6 +146,14 @@ impl NodeConfig {
             "max pending handshakes must be > 0",
         )?;
         check(self.max_sessions > 0, "max sessions must be > 0")?;
+        check(
+            !self.failover.interval.is_zero() && !self.failover.connect_timeout.is_zero(),
+            "failover interval and connect timeout must be > 0",
+        )?;
+        check(
+            self.failover.max_in_flight > 0,
+            "failover attempts in flight must be > 0",
+        )?;
         check(
             proto::InboxBudget::guarantee_for(self.inbox_budget, self.max_sessions) > 0,
             "inbox budget must be at least 2 bytes per session (2 x max sessions)",

@@ -1,31 +1,191 @@
 //! Dialing: the first connection, then reconnection with capped exponential backoff and jitter
-//! for as long as the node lives and no other connection serves the session.
+//! for as long as the node lives and no other connection serves the session; fresh connections
+//! raced against a link the session suspects dead.
+//!
+//! The decisions (whom a dialer serves, the backoff, when to race) are the sans-IO core's
+//! ([`crate::proto::redial`]); this file resolves, connects and runs connections.
 
-use std::net::SocketAddr;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
-use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
+use tokio::task::JoinSet;
 
-use super::NodeShared;
-use super::driver::{self, End, Origin};
-use super::expiry;
+use super::driver::{self, End, Origin, Outcome};
 use super::peer::Peer;
+use super::{NodeConfig, NodeShared, expiry};
 use crate::error::{Error, Result};
+use crate::proto::redial::{Answer, Redial};
 
-pub(crate) async fn connect(shared: Arc<NodeShared>, addr: impl ToSocketAddrs) -> Result<Peer> {
+/// Where [`Node::connect`](crate::Node::connect) dials: a `"host:port"` string, a host and a
+/// port, or socket addresses. A host name is resolved again before every attempt, so a peer
+/// that moves to another address is found there.
+#[derive(Debug, Clone)]
+pub struct DialAddr(Target);
+
+#[derive(Debug, Clone)]
+enum Target {
+    /// `"host:port"`.
+    Name(String),
+    /// A host and a port.
+    NamePort(String, u16),
+    /// Addresses, tried in order.
+    Addrs(Vec<SocketAddr>),
+}
+
+impl DialAddr {
+    /// The addresses to try now.
+    async fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
+        let addrs: Vec<SocketAddr> = match &self.0 {
+            Target::Name(name) => tokio::net::lookup_host(name.as_str()).await?.collect(),
+            Target::NamePort(host, port) => tokio::net::lookup_host((host.as_str(), *port))
+                .await?
+                .collect(),
+            Target::Addrs(addrs) => addrs.clone(),
+        };
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "address resolved to nothing",
+            ));
+        }
+        Ok(addrs)
+    }
+}
+
+impl From<&str> for DialAddr {
+    fn from(s: &str) -> Self {
+        DialAddr(Target::Name(s.to_owned()))
+    }
+}
+
+impl From<String> for DialAddr {
+    fn from(s: String) -> Self {
+        DialAddr(Target::Name(s))
+    }
+}
+
+impl From<&String> for DialAddr {
+    fn from(s: &String) -> Self {
+        DialAddr(Target::Name(s.clone()))
+    }
+}
+
+impl From<(&str, u16)> for DialAddr {
+    fn from((host, port): (&str, u16)) -> Self {
+        DialAddr(Target::NamePort(host.to_owned(), port))
+    }
+}
+
+impl From<(String, u16)> for DialAddr {
+    fn from((host, port): (String, u16)) -> Self {
+        DialAddr(Target::NamePort(host, port))
+    }
+}
+
+impl From<SocketAddr> for DialAddr {
+    fn from(addr: SocketAddr) -> Self {
+        DialAddr(Target::Addrs(vec![addr]))
+    }
+}
+
+impl From<SocketAddrV4> for DialAddr {
+    fn from(addr: SocketAddrV4) -> Self {
+        SocketAddr::V4(addr).into()
+    }
+}
+
+impl From<SocketAddrV6> for DialAddr {
+    fn from(addr: SocketAddrV6) -> Self {
+        SocketAddr::V6(addr).into()
+    }
+}
+
+impl From<(IpAddr, u16)> for DialAddr {
+    fn from(addr: (IpAddr, u16)) -> Self {
+        SocketAddr::from(addr).into()
+    }
+}
+
+impl From<(Ipv4Addr, u16)> for DialAddr {
+    fn from(addr: (Ipv4Addr, u16)) -> Self {
+        SocketAddr::from(addr).into()
+    }
+}
+
+impl From<(Ipv6Addr, u16)> for DialAddr {
+    fn from(addr: (Ipv6Addr, u16)) -> Self {
+        SocketAddr::from(addr).into()
+    }
+}
+
+impl From<&[SocketAddr]> for DialAddr {
+    fn from(addrs: &[SocketAddr]) -> Self {
+        DialAddr(Target::Addrs(addrs.to_vec()))
+    }
+}
+
+impl From<Vec<SocketAddr>> for DialAddr {
+    fn from(addrs: Vec<SocketAddr>) -> Self {
+        DialAddr(Target::Addrs(addrs))
+    }
+}
+
+/// What a dialed connection's driver shares with its dialer: the check of the node that
+/// answered, and the signal that the link is suspect.
+#[derive(Debug)]
+pub(crate) struct Dialing {
+    redial: Mutex<Redial>,
+    /// Notified by the driver while the session suspects the link.
+    pub(crate) suspect: Notify,
+}
+
+impl Dialing {
+    fn new(config: &NodeConfig, serves: Option<&str>) -> Self {
+        let (initial, max) = (config.reconnect_initial, config.reconnect_max);
+        let redial = match serves {
+            Some(name) => Redial::serving(name, initial, max),
+            None => Redial::new(initial, max),
+        };
+        Dialing {
+            redial: Mutex::new(redial),
+            suspect: Notify::new(),
+        }
+    }
+
+    /// The node called `name` answered: attach it, or refuse it.
+    pub(crate) fn answer(&self, name: &str) -> Answer {
+        self.redial.lock().on_answer(name)
+    }
+
+    fn serves(&self) -> Option<String> {
+        self.redial.lock().serves().map(str::to_owned)
+    }
+}
+
+pub(crate) async fn connect(shared: Arc<NodeShared>, addr: DialAddr) -> Result<Peer> {
     if shared.closing.is_cancelled() {
         return Err(Error::NodeClosed);
     }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
+    let addrs = addr.resolve().await?;
     let permit = permit(&shared)?;
-    let stream = dial_any(&shared, &addrs).await?;
+    let stream = dial_any(&shared, &addrs, shared.config.connect_timeout).await?;
     let (tx, rx) = oneshot::channel();
-    shared
-        .tasks
-        .spawn(redial_loop(shared.clone(), addrs, stream, permit, tx));
+    let dialing = Arc::new(Dialing::new(&shared.config, None));
+    shared.tasks.spawn(redial_loop(
+        shared.clone(),
+        Arc::new(addr),
+        dialing,
+        stream,
+        permit,
+        tx,
+    ));
     rx.await.map_err(|_| Error::NodeClosed)?
 }
 
@@ -39,48 +199,113 @@ fn permit(shared: &NodeShared) -> Result<OwnedSemaphorePermit> {
         })
 }
 
-async fn dial_any(shared: &NodeShared, addrs: &[SocketAddr]) -> Result<TcpStream> {
-    let mut last = None;
-    for addr in addrs {
-        let attempt = tokio::time::timeout(shared.config.connect_timeout, TcpStream::connect(addr));
-        // A shutdown does not wait for a connect attempt to time out.
-        let attempt = tokio::select! {
-            attempt = attempt => attempt,
-            () = shared.closing.cancelled() => return Err(Error::NodeClosed),
-        };
-        match attempt {
-            Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => last = Some(Error::Io(e)),
-            Err(_) => last = Some(Error::Timeout("connecting")),
-        }
+async fn dial_any(
+    shared: &NodeShared,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<TcpStream> {
+    // A shutdown does not wait for a connect attempt to time out.
+    tokio::select! {
+        stream = connect_any(addrs, timeout) => stream,
+        () = shared.closing.cancelled() => Err(Error::NodeClosed),
     }
-    Err(last.unwrap_or_else(|| {
-        Error::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "address resolved to nothing",
-        ))
-    }))
 }
 
-/// Runs the first connection, answers `ready`, then keeps the session connected.
+/// A redial: one attempt given the full `connect_timeout`, and while it has not connected,
+/// another every `failover.interval` (each given `failover.connect_timeout`, at most
+/// `failover.max_in_flight` at once), the first to connect winning. On a link that dropped
+/// everything for a while (longer than the idle timeout, so the old connection is gone), an
+/// attempt whose SYN was lost would otherwise wait for TCP's SYN retransmission (1 s, then 3 s,
+/// ...) after the link returns. An address that refuses fails at once, as one attempt would.
+async fn dial_staggered(shared: &NodeShared, addrs: Vec<SocketAddr>) -> Result<TcpStream> {
+    let race = shared.config.failover;
+    let addrs = Arc::new(addrs);
+    let mut attempts = JoinSet::new();
+    let spawn = |attempts: &mut JoinSet<Result<TcpStream>>, timeout: Duration| {
+        let addrs = addrs.clone();
+        attempts.spawn(async move { connect_any(&addrs, timeout).await });
+    };
+    spawn(&mut attempts, shared.config.connect_timeout);
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval_at(start + race.interval, race.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            joined = attempts.join_next() => match joined {
+                Some(Ok(Ok(stream))) => return Ok(stream),
+                Some(Ok(Err(e))) if attempts.is_empty() => return Err(e),
+                Some(Err(e)) if attempts.is_empty() => {
+                    return Err(Error::Io(io::Error::other(e.to_string())));
+                }
+                _ => {}
+            },
+            _ = tick.tick() => {
+                if race.may_start(attempts.len()) {
+                    spawn(&mut attempts, race.connect_timeout);
+                }
+            }
+            () = shared.closing.cancelled() => return Err(Error::NodeClosed),
+        }
+    }
+}
+
+async fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream> {
+    let mut last = Error::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "address resolved to nothing",
+    ));
+    for addr in addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = Error::Io(e),
+            Err(_) => last = Error::Timeout("connecting"),
+        }
+    }
+    Err(last)
+}
+
+/// [`redial_loop`] with its type spelled out: a dialer racing fresh connections starts dialers
+/// of its own, and the compiler cannot see through that cycle.
+fn redial_task(
+    shared: Arc<NodeShared>,
+    target: Arc<DialAddr>,
+    dialing: Arc<Dialing>,
+    first: TcpStream,
+    first_permit: OwnedSemaphorePermit,
+    ready: oneshot::Sender<Result<Peer>>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(redial_loop(
+        shared,
+        target,
+        dialing,
+        first,
+        first_permit,
+        ready,
+    ))
+}
+
+/// Runs the first connection, answers `ready`, then keeps the session connected: redials
+/// (resolving the address again each time) after the connection ends, and races fresh
+/// connections against it while it is suspect.
 async fn redial_loop(
     shared: Arc<NodeShared>,
-    addrs: Vec<SocketAddr>,
+    target: Arc<DialAddr>,
+    dialing: Arc<Dialing>,
     first: TcpStream,
     first_permit: OwnedSemaphorePermit,
     ready: oneshot::Sender<Result<Peer>>,
 ) {
     let mut ready = Some(ready);
     let mut next = Some((first, first_permit));
-    let mut backoff = Backoff::new(shared.config.reconnect_initial, shared.config.reconnect_max);
     let mut known_peer = None;
     loop {
         if let Some((stream, permit)) = next.take() {
-            let outcome = driver::run(&shared, stream, Origin::Dialed, &mut ready, None).await;
+            let remote = stream.peer_addr().ok();
+            let outcome = run_watching(&shared, &target, &dialing, stream, &mut ready).await;
             drop(permit);
             if let Some(peer) = outcome.peer {
                 if known_peer.is_none() {
-                    peer.lock().dial_addr = addrs.first().copied();
+                    peer.lock().dial_addr = remote;
                 }
                 known_peer = Some(peer);
             }
@@ -95,7 +320,7 @@ async fn redial_loop(
                 return;
             }
             if outcome.established {
-                backoff.reset();
+                dialing.redial.lock().on_established();
             }
             if outcome.end.superseded() || matches!(outcome.end, End::Shutdown | End::Aborted) {
                 return; // another connection (and its dialer) serves the session now
@@ -104,7 +329,7 @@ async fn redial_loop(
         let Some(peer) = known_peer.as_ref() else {
             return;
         };
-        let delay = backoff.next_delay();
+        let delay = dialing.redial.lock().next_delay(rand::random());
         let now = super::clock::now();
         // A delay too long to represent waits a year (and still ends at shutdown).
         let until = now
@@ -118,7 +343,11 @@ async fn redial_loop(
         let Ok(permit) = permit(&shared) else {
             continue;
         };
-        match dial_any(&shared, &addrs).await {
+        let attempt = match target.resolve().await {
+            Ok(addrs) => dial_staggered(&shared, addrs).await,
+            Err(e) => Err(Error::Io(e)),
+        };
+        match attempt {
             Ok(stream) => next = Some((stream, permit)),
             Err(e) => {
                 tracing::debug!(node = %shared.name, peer = %peer.name, error = %e, "redial failed")
@@ -127,52 +356,121 @@ async fn redial_loop(
     }
 }
 
-/// Capped exponential backoff with jitter: the first retry is quick, later ones spread out.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            current: initial,
+/// Runs one dialed connection; whenever its session suspects the link, races fresh
+/// connections against it until the suspicion ends or one of them takes the session over.
+async fn run_watching(
+    shared: &Arc<NodeShared>,
+    target: &Arc<DialAddr>,
+    dialing: &Arc<Dialing>,
+    stream: TcpStream,
+    ready: &mut Option<oneshot::Sender<Result<Peer>>>,
+) -> Outcome {
+    let run = driver::run(shared, stream, Origin::Dialed, ready, None, Some(dialing));
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            outcome = &mut run => return outcome,
+            () = dialing.suspect.notified() => {
+                tokio::select! {
+                    outcome = &mut run => return outcome,
+                    () = race(shared, target, dialing) => {}
+                }
+            }
         }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.current = self.initial;
-    }
-
-    /// A delay uniformly drawn from [current/2, current], then doubles `current` up to `max`.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let high = self.current;
-        self.current = self.current.saturating_mul(2).min(self.max);
-        let low = high / 2;
-        if high <= low {
-            return high;
-        }
-        rand::rng().random_range(low..=high)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_with_jitter() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let first = b.next_delay();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        for _ in 0..20 {
-            assert!(b.next_delay() <= Duration::from_secs(1));
+/// One attempt every `failover.interval` while the link stays suspect (at most
+/// `failover.max_in_flight` connecting at once, each given `failover.connect_timeout`). The
+/// first that connects runs the handshake as a dialer of its own for the same peer: once it
+/// establishes, attaching it replaced the suspect link (whose driver then ends, and its dialer
+/// with it) and the session resumed on it. Returns when that happened or the link recovered.
+async fn race(shared: &Arc<NodeShared>, target: &Arc<DialAddr>, dialing: &Dialing) {
+    let Some(name) = dialing.serves() else {
+        return;
+    };
+    let peer = {
+        let peers = shared.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.get(&name).cloned()
+    };
+    let Some(peer) = peer else {
+        return;
+    };
+    if !peer.lock().session.is_suspect() {
+        return; // a stale notification: the link recovered, or is gone
+    }
+    let race = shared.config.failover;
+    tracing::info!(
+        node = %shared.name,
+        peer = %name,
+        "link suspect: dialing fresh connections alongside"
+    );
+    let mut attempts = JoinSet::new();
+    let mut takeover: Option<oneshot::Receiver<Result<Peer>>> = None;
+    let mut tick = tokio::time::interval(race.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if takeover.is_some() {
+                    continue;
+                }
+                if !peer.lock().session.is_suspect() {
+                    tracing::debug!(node = %shared.name, peer = %name, "link no longer suspect");
+                    return;
+                }
+                if race.may_start(attempts.len()) {
+                    let target = target.clone();
+                    let timeout = race.connect_timeout;
+                    attempts.spawn(async move {
+                        let addrs = target.resolve().await.map_err(Error::Io)?;
+                        connect_any(&addrs, timeout).await
+                    });
+                }
+            }
+            Some(joined) = attempts.join_next() => {
+                let Ok(Ok(stream)) = joined else {
+                    continue;
+                };
+                if takeover.is_some() || shared.closing.is_cancelled() {
+                    continue;
+                }
+                let Ok(permit) = permit(shared) else {
+                    continue;
+                };
+                let (tx, rx) = oneshot::channel();
+                let dialing = Arc::new(Dialing::new(&shared.config, Some(&name)));
+                shared.tasks.spawn(redial_task(
+                    shared.clone(),
+                    target.clone(),
+                    dialing,
+                    stream,
+                    permit,
+                    tx,
+                ));
+                takeover = Some(rx);
+            }
+            answer = answered(&mut takeover) => {
+                takeover = None;
+                match answer {
+                    Some(Ok(_)) => {
+                        tracing::info!(node = %shared.name, peer = %name, "session moved to a fresh connection");
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(node = %shared.name, peer = %name, error = %e, "fresh connection failed");
+                    }
+                    None => return, // the node is closing
+                }
+            }
         }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}
+
+/// The takeover's answer; never without one.
+async fn answered(takeover: &mut Option<oneshot::Receiver<Result<Peer>>>) -> Option<Result<Peer>> {
+    match takeover {
+        Some(rx) => rx.await.ok(),
+        None => std::future::pending().await,
     }
 }

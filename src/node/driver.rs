@@ -22,6 +22,7 @@ use tokio::task::coop::unconstrained;
 use tracing::Instrument;
 
 use super::attach::{apply_events, attach, sync_state};
+use super::dial::Dialing;
 use super::events::Kind;
 use super::peer::{Peer, PeerCore, PeerInner};
 use super::stats::{NodeCounters, Refused};
@@ -30,6 +31,7 @@ use super::{NodeShared, clock};
 use crate::error::{Error, Result};
 use crate::proto::admission::RefusalReason;
 use crate::proto::endpoint::{AttachRefusal, LinkEnd};
+use crate::proto::redial::Answer;
 use crate::proto::session::LinkId;
 use crate::proto::{CloseCode, Frame, Handshake, LinkError, PeerHello, frame};
 use crate::security::{PublicKey, Security};
@@ -173,6 +175,7 @@ pub(crate) async fn run(
     origin: Origin,
     ready: &mut Option<oneshot::Sender<Result<Peer>>>,
     slot: Option<Slot>,
+    dialing: Option<&Dialing>,
 ) -> Outcome {
     let remote = tcp.peer_addr().ok();
     let span = tracing::info_span!(
@@ -186,7 +189,7 @@ pub(crate) async fn run(
     if let Some(remote) = remote {
         span.record("remote", tracing::field::display(remote));
     }
-    let outcome = run_connection(shared, tcp, origin, ready, slot)
+    let outcome = run_connection(shared, tcp, origin, ready, slot, dialing)
         .instrument(span)
         .await;
     if !outcome.established && shared.config.metrics {
@@ -203,6 +206,7 @@ async fn run_connection(
     origin: Origin,
     ready: &mut Option<oneshot::Sender<Result<Peer>>>,
     slot: Option<Slot>,
+    dialing: Option<&Dialing>,
 ) -> Outcome {
     // Frames are batched per write by the loop, so Nagle would only add latency.
     let _ = tcp.set_nodelay(true);
@@ -224,7 +228,11 @@ async fn run_connection(
         // plaintext 9.5 KB each boxed, 16.6 KB inline; TLS 22.3 KB boxed, 23.8 KB inline, 23.9
         // KB with only the plaintext side and the handshake boxed.
         Security::InsecurePlaintext => {
-            Box::pin(run_over(shared, tcp, (addr, None), hs, origin, ready, slot)).await
+            let remote = (addr, None);
+            Box::pin(run_over(
+                shared, tcp, remote, hs, origin, ready, slot, dialing,
+            ))
+            .await
         }
         Security::Tls(configs) => {
             let deadline = tokio::time::Instant::from_std(hs.deadline());
@@ -253,6 +261,7 @@ async fn run_connection(
                         origin,
                         ready,
                         slot,
+                        dialing,
                     ))
                     .await
                 }
@@ -283,7 +292,9 @@ async fn evicted(slot: &Option<Slot>) {
 }
 
 /// The connection after TLS (if any): HELLO, trust, attachment, then the session loop. `remote`
-/// is the peer's address and the key it proved in TLS.
+/// is the peer's address and the key it proved in TLS; `dialing`, for a connection this node
+/// dialed, checks that the node that answered is the peer its dialer serves.
+#[allow(clippy::too_many_arguments)]
 async fn run_over<S: Transport>(
     shared: &Arc<NodeShared>,
     mut stream: S,
@@ -292,6 +303,7 @@ async fn run_over<S: Transport>(
     origin: Origin,
     ready: &mut Option<oneshot::Sender<Result<Peer>>>,
     mut slot: Option<Slot>,
+    dialing: Option<&Dialing>,
 ) -> Outcome {
     let mut conn = Conn {
         rbuf: BytesMut::new(),
@@ -325,6 +337,19 @@ async fn run_over<S: Transport>(
     tracing::Span::current().record("peer", hello.name.as_str());
     let (addr, key) = remote;
     let refused = |reason| shared.refuse(addr, Some(&hello.name), key, reason);
+    if dialing.is_some_and(|d| d.answer(&hello.name) == Answer::Refuse) {
+        // The address now leads to another node: it must not be attached as the peer this
+        // connection was dialed for (nor learn anything of its session).
+        tracing::warn!(node = %shared.name, answered = %hello.name, %addr, "redial reached another node: refused");
+        refused(RefusalReason::UnexpectedPeer);
+        let told = format!("{}: dialed for another peer", hello.name);
+        let end = End::Unauthorized {
+            reason: RefusalReason::UnexpectedPeer,
+            told: told.clone(),
+            detail: told,
+        };
+        return conn.finish(stream, None, false, end).await;
+    }
     let Some(peer) = shared.peer_entry(&hello.name) else {
         refused(RefusalReason::SessionLimit);
         return conn.finish(stream, None, false, End::Busy).await;
@@ -379,7 +404,16 @@ async fn run_over<S: Transport>(
     };
     tracing::debug!(node = %shared.name, peer = %hello.name, ?origin, "handshake: HELLO exchanged");
     let (established, end) = conn
-        .drive(shared, &peer, &mut stream, link, &wake, ready, &mut slot)
+        .drive(
+            shared,
+            &peer,
+            &mut stream,
+            link,
+            &wake,
+            ready,
+            &mut slot,
+            dialing,
+        )
         .await;
     {
         let mut core = peer.lock();
@@ -479,6 +513,7 @@ impl Conn {
         wake: &Notify,
         ready: &mut Option<oneshot::Sender<Result<Peer>>>,
         slot: &mut Option<Slot>,
+        dialing: Option<&Dialing>,
     ) -> (bool, End) {
         let (mut reader, mut writer) = tokio::io::split(stream);
         let mut established = false;
@@ -532,6 +567,12 @@ impl Conn {
                     slot.take();
                     if let Some(tx) = ready.take() {
                         let _ = tx.send(Ok(Peer::from_inner(peer.clone())));
+                    }
+                }
+                if let Some(dialing) = dialing {
+                    if core.session.is_suspect() {
+                        // The dialer races fresh connections against this one (see dial.rs).
+                        dialing.suspect.notify_one();
                     }
                 }
                 (
@@ -686,7 +727,13 @@ impl Conn {
                 }
                 io::Result::Ok(())
             };
-            let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+            // A link that timed out is most likely unreachable: waiting for the goodbye to get
+            // through would only hold up its dialer's redial. The CLOSE is still queued.
+            let grace = match end {
+                End::Link(LinkError::IdleTimeout(_)) => Duration::ZERO,
+                _ => CLOSE_GRACE,
+            };
+            let _ = tokio::time::timeout(grace, goodbye).await;
         }
         if matches!(end, End::Aborted) {
             // As a crash would: reset, not a graceful FIN. (A zero linger never blocks on close.)

@@ -67,8 +67,15 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
         let shared2 = shared.clone();
         shared.tasks.spawn(async move {
             let slot = shared2.handshakes.admit();
-            let outcome =
-                driver::run(&shared2, stream, Origin::Accepted, &mut None, Some(slot)).await;
+            let outcome = driver::run(
+                &shared2,
+                stream,
+                Origin::Accepted,
+                &mut None,
+                Some(slot),
+                None,
+            )
+            .await;
             drop(permit);
             // The accepting side keeps the session until it expires; something must fire that.
             // (`idle` returns at once if a connection serves the peer or a task already

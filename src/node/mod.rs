@@ -33,13 +33,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::ToSocketAddrs;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use builder::NodeBuilder;
 pub use config::NodeConfig;
+pub use dial::DialAddr;
 pub use events::{Event, Events};
 pub use peer::{ConnectionState, Peer, PeerStats};
 pub use receipt::{OwnedReceipt, Receipt};
@@ -156,9 +156,13 @@ impl Node {
 
     /// Dials `addr`, completes the handshake and returns the peer that answered (its name comes
     /// from the handshake). If the connection later breaks, this node redials with backoff and
-    /// the session resumes.
-    pub async fn connect(&self, addr: impl ToSocketAddrs) -> Result<Peer> {
-        dial::connect(self.shared.clone(), addr).await
+    /// the session resumes: a host name is resolved again for every attempt, and only the peer
+    /// that first answered is attached (another node answering at the address is refused, see
+    /// [`RefusalReason::UnexpectedPeer`](crate::proto::admission::RefusalReason::UnexpectedPeer)).
+    /// If the link goes silent while the peer owes an answer, fresh connections are dialed
+    /// alongside (see [`NodeConfig::failover`]).
+    pub async fn connect(&self, addr: impl Into<DialAddr>) -> Result<Peer> {
+        dial::connect(self.shared.clone(), addr.into()).await
     }
 
     /// Live TCP connections (handshaking or established), accepted and dialed.

@@ -110,6 +110,8 @@ pub struct HandshakeRefusals {
     pub session_limit: u64,
     /// The connection cap was reached (`connection_limit`).
     pub connection_limit: u64,
+    /// A redial reached another node than the peer it serves (`unexpected_peer`).
+    pub unexpected_peer: u64,
     /// Crossed connections: the other one was kept, by either side (`crossed`).
     pub crossed: u64,
     /// Evicted from a full handshake queue by newer connections (`evicted`).
@@ -147,6 +149,7 @@ impl HandshakeRefusals {
                 RefusalReason::ConnectionLimit.label(),
                 self.connection_limit,
             ),
+            (RefusalReason::UnexpectedPeer.label(), self.unexpected_peer),
             ("crossed", self.crossed),
             ("evicted", self.evicted),
             ("timeout", self.timeout),
@@ -320,6 +323,7 @@ impl NodeCounters {
             name_in_use: us(RefusalReason::NameInUse),
             session_limit: us(RefusalReason::SessionLimit),
             connection_limit: us(RefusalReason::ConnectionLimit),
+            unexpected_peer: us(RefusalReason::UnexpectedPeer),
             crossed: load(Refused::Crossed),
             evicted: load(Refused::Evicted),
             timeout: load(Refused::Timeout),

@@ -36,11 +36,15 @@ pub enum RefusalReason {
     /// ([`NodeConfig::max_connections`](crate::NodeConfig::max_connections)); refused before
     /// any handshake, so no name is known.
     ConnectionLimit,
+    /// A redial reached a node with another name than the peer its dialer serves (the address
+    /// now leads elsewhere): that node is not attached, and the dialer keeps trying for its
+    /// peer.
+    UnexpectedPeer,
 }
 
 impl RefusalReason {
     /// Every reason, for code that keeps one counter per reason.
-    pub const ALL: [RefusalReason; 7] = [
+    pub const ALL: [RefusalReason; 8] = [
         RefusalReason::NotAllowlisted,
         RefusalReason::KnownPeerMismatch,
         RefusalReason::KnownPeersUnwritable,
@@ -48,6 +52,7 @@ impl RefusalReason {
         RefusalReason::NameInUse,
         RefusalReason::SessionLimit,
         RefusalReason::ConnectionLimit,
+        RefusalReason::UnexpectedPeer,
     ];
 
     /// A stable `snake_case` name, for logs and metric labels.
@@ -60,6 +65,7 @@ impl RefusalReason {
             RefusalReason::NameInUse => "name_in_use",
             RefusalReason::SessionLimit => "session_limit",
             RefusalReason::ConnectionLimit => "connection_limit",
+            RefusalReason::UnexpectedPeer => "unexpected_peer",
         }
     }
 
@@ -72,11 +78,13 @@ impl RefusalReason {
             RefusalReason::KnownPeersFull => CloseCode::TrustStoreFull,
             RefusalReason::NameInUse => CloseCode::NameInUse,
             RefusalReason::SessionLimit | RefusalReason::ConnectionLimit => CloseCode::Busy,
+            RefusalReason::UnexpectedPeer => CloseCode::BadHello,
         }
     }
 
     /// The reason a peer's CLOSE code gives for refusing us, if it names one. `BUSY` names none:
-    /// it also covers evicted handshakes, and its reason text tells which limit.
+    /// it also covers evicted handshakes, and its reason text tells which limit. Nor does
+    /// `BAD_HELLO`, which mostly reports unacceptable HELLOs.
     pub fn from_close_code(code: CloseCode) -> Option<RefusalReason> {
         match code {
             CloseCode::Unauthorized => Some(RefusalReason::NotAllowlisted),
@@ -103,6 +111,7 @@ impl std::fmt::Display for RefusalReason {
             RefusalReason::NameInUse => "the name is in use by another key",
             RefusalReason::SessionLimit => "too many sessions",
             RefusalReason::ConnectionLimit => "connection limit reached",
+            RefusalReason::UnexpectedPeer => "dialed for another peer",
         })
     }
 }
@@ -183,7 +192,9 @@ mod tests {
             let back = CloseCode::from_u16(code.to_u16());
             assert_eq!(back, code);
             match code {
-                CloseCode::Busy => assert_eq!(RefusalReason::from_close_code(back), None),
+                CloseCode::Busy | CloseCode::BadHello => {
+                    assert_eq!(RefusalReason::from_close_code(back), None)
+                }
                 _ => assert_eq!(RefusalReason::from_close_code(back), Some(reason)),
             }
             assert!(!reason.label().is_empty() && !reason.to_string().is_empty());

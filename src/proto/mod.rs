@@ -34,6 +34,7 @@ pub mod handshake;
 pub mod inbound;
 mod origin;
 pub mod outbound;
+pub mod redial;
 pub mod session;
 pub mod stats;
 
@@ -76,6 +77,12 @@ pub struct Config {
     pub ack_delay: Duration,
     /// Declare the connection dead after this long without receiving anything.
     pub idle_timeout: Duration,
+    /// Shortest time an owed answer (an acknowledgement, the answer to a PING) may take before
+    /// the link is suspected dead and a dialer races fresh connections against it (see
+    /// [`Session::is_suspect`](crate::proto::Session::is_suspect)).
+    pub suspect_floor: Duration,
+    /// The suspicion bound in smoothed round trips, when that is longer than the floor.
+    pub suspect_rtt_factor: u32,
     /// Absolute deadline for the handshake, from the moment the connection exists.
     pub handshake_timeout: Duration,
     /// How long a session outlives its last connection before it is dropped.
@@ -100,6 +107,8 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(5),
             ack_delay: Duration::from_millis(1),
             idle_timeout: Duration::from_secs(20),
+            suspect_floor: Duration::from_secs(1),
+            suspect_rtt_factor: 4,
             handshake_timeout: Duration::from_secs(10),
             session_expiry: Duration::from_secs(3600),
         }

@@ -122,6 +122,19 @@ struct Link {
     ack_now: bool,
     /// When an acknowledgement held back to be coalesced becomes due.
     ack_deadline: Option<Instant>,
+    /// Since when the peer owes us an answer: the first DATA or PING written since we last
+    /// heard from it (or, with DATA still in flight, when we last heard). See
+    /// [`Session::is_suspect`].
+    owed_since: Option<Instant>,
+    /// DATA arrived since the last probe: if the peer then falls silent, a PING asks whether
+    /// the link still works (the side receiving a flow otherwise owes and is owed nothing).
+    flowing: bool,
+    /// A probing PING is due (written even alongside other frames).
+    probe_due: bool,
+    /// The peer's answer is overdue (see [`Session::is_suspect`]).
+    suspect: bool,
+    /// The peer sent a PING: answer it with an ACK.
+    pong_due: bool,
 }
 
 /// An input that brings fewer new messages than this is acknowledged at once: the peer is not
@@ -504,6 +517,11 @@ impl Session {
             leftover: 0,
             ack_now: false,
             ack_deadline: None,
+            owed_since: None,
+            flowing: false,
+            probe_due: false,
+            suspect: false,
+            pong_due: false,
             heartbeat: self.config.heartbeat_interval.min(
                 hello
                     .idle_timeout
@@ -561,6 +579,9 @@ impl Session {
         };
         if buf.len() > link.leftover {
             link.last_recv = now;
+            // Anything at all from the peer answers what it owed: the link carries bytes.
+            link.owed_since = None;
+            link.suspect = false;
         }
         let mut received = 0usize;
         // DATA frames taken on the hot path but not yet advanced past: `buf` is advanced once
@@ -604,9 +625,15 @@ impl Session {
             }
         };
         buf.advance(taken);
+        let in_flight = self.outbound.in_flight() > 0;
         if let Some(link) = self.link.as_mut() {
             link.leftover = buf.len();
+            if link.owed_since.is_none() && in_flight && link.last_recv == now {
+                // Still waiting for acknowledgements: counted from this sign of life.
+                link.owed_since = Some(now);
+            }
             if received > 0 {
+                link.flowing = true;
                 if received < ACK_EAGER {
                     link.ack_now = true;
                 } else if link.ack_deadline.is_none() {
@@ -658,6 +685,12 @@ impl Session {
                     self.lose(now, LostReason::PeerShutdown);
                 }
                 Err(LinkError::ClosedByPeer { code, reason })
+            }
+            (Phase::Established, Frame::Ping) => {
+                // Answered, so that the peer can tell a silent link from a quiet one (see
+                // `Session::is_suspect`): an ACK, which costs nothing to repeat.
+                link.pong_due = true;
+                Ok(false)
             }
             (_, Frame::Ping) => Ok(false),
             (Phase::AwaitingOffer { has_session, .. }, Frame::Session(offer)) => {
@@ -823,6 +856,7 @@ impl Session {
             if piggyback || ack_wanted(link, &self.inbound, &self.config) {
                 self.inbound.write_ack(out);
                 link.confirm_due = false;
+                link.pong_due = false;
                 link.ack_now = false;
                 link.ack_deadline = None;
             }
@@ -836,10 +870,16 @@ impl Session {
             }
             if let Some(seq) = last {
                 self.rtt.on_transmit(seq, now);
+                link.owed_since.get_or_insert(now);
             }
         }
-        if link.ping_due && out.len() == start {
+        if (link.ping_due && out.len() == start) || link.probe_due {
             frame::encode(&Frame::Ping, out);
+            link.probe_due = false;
+            if matches!(link.phase, Phase::Established) {
+                // Answered by an ACK.
+                link.owed_since.get_or_insert(now);
+            }
         }
         let wrote = out.len() > start;
         if wrote {
@@ -856,6 +896,7 @@ impl Session {
             Some(link) => {
                 link.offer_to_send.is_some()
                     || link.ping_due
+                    || link.probe_due
                     || (matches!(link.phase, Phase::Established)
                         && ((self.confirmed && self.outbound.can_transmit())
                             || ack_wanted(link, &self.inbound, &self.config)))
@@ -879,6 +920,9 @@ impl Session {
                 }
                 if let Some(ack) = link.ack_deadline {
                     at = at.min(ack);
+                }
+                if let Some(suspect_at) = self.suspicion_timer(link) {
+                    at = at.min(suspect_at);
                 }
                 Some(at)
             }
@@ -920,8 +964,57 @@ impl Session {
             link.ack_deadline = None;
             link.ack_now = true;
         }
+        if matches!(link.phase, Phase::Established) {
+            let bound = suspicion_bound(&config, self.rtt.estimate());
+            match link.owed_since {
+                Some(since) if !link.suspect && now >= instant_after(since, bound) => {
+                    link.suspect = true;
+                }
+                None if link.flowing && now >= instant_after(link.last_recv, bound) => {
+                    // The peer was sending and fell silent: finished, or cut off? Ask.
+                    link.flowing = false;
+                    link.probe_due = true;
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
+
+    /// Whether the current link is suspected dead: the peer owes an answer (an acknowledgement
+    /// of DATA in flight, or the ACK that answers a PING) and nothing at all has arrived for
+    /// longer than the suspicion bound, `max(Config::suspect_rtt_factor` × smoothed RTT,
+    /// `Config::suspect_floor)`. A link that received a flow of DATA and then fell silent for
+    /// the bound is probed with a PING first, so the receiving side of a flow suspects a dead
+    /// link too. Anything arriving clears it. An idle peer whose heartbeats are answered is never
+    /// suspect, and costs no timer beyond the heartbeat's.
+    ///
+    /// The session keeps the link (only the idle timeout ends it): the driver may dial a fresh
+    /// connection alongside, and attaching that one resumes the session.
+    pub fn is_suspect(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.suspect)
+    }
+
+    /// When the suspicion rule (see [`Session::is_suspect`]) next needs the clock, if it does.
+    fn suspicion_timer(&self, link: &Link) -> Option<Instant> {
+        if !matches!(link.phase, Phase::Established) || link.suspect {
+            return None;
+        }
+        let bound = suspicion_bound(&self.config, self.rtt.estimate());
+        match link.owed_since {
+            Some(since) => Some(instant_after(since, bound)),
+            None if link.flowing => Some(instant_after(link.last_recv, bound)),
+            None => None,
+        }
+    }
+}
+
+/// How long an owed answer may take before the link is suspect: a multiple of the smoothed RTT,
+/// never less than the floor.
+fn suspicion_bound(config: &Config, rtt: Option<Duration>) -> Duration {
+    rtt.unwrap_or_default()
+        .saturating_mul(config.suspect_rtt_factor)
+        .max(config.suspect_floor)
 }
 
 /// Whether an ACK should go out with the next transmission on an established link: to confirm
@@ -929,6 +1022,7 @@ impl Session {
 /// [`Config::ack_delay`]) or is a quarter of the inbox, or to grant a grown window.
 fn ack_wanted(link: &Link, inbound: &Inbound, config: &Config) -> bool {
     link.confirm_due
+        || link.pong_due
         || (inbound.ack_due().is_some() && (link.ack_now || inbound.ack_pressure()))
         || inbound.window_update_due(config.window.max_message)
 }

@@ -10,6 +10,7 @@
 mod burst;
 pub mod conns;
 mod cpu;
+mod failover;
 mod nio;
 pub mod peers;
 mod raw;
@@ -37,6 +38,12 @@ use serde::Serialize;
 /// `--runs` times and the table shows medians; `connections` runs once per contender.
 /// With `--json`, one JSON object per scenario, size and mode is printed on stdout (and nothing
 /// else).
+///
+/// `failover` (not part of `all`): a steady flow between two nodes, the link silent for each of
+/// `--holes` seconds, then back; reports the time from the link's return to the first message
+/// delivered after it and to the backlog's delivery. `--link netns` (Linux, root; the default
+/// there) drops packets in network namespaces the bench creates and removes; `--link proxy`
+/// silences the chaos proxy instead (see `bench/failover.rs` for what differs).
 ///
 /// `connections` needs one open file per peer in each process: every `networkio` command raises
 /// its open-files soft limit to the hard limit at start; raise the hard limit (`ulimit -Hn`,
@@ -87,6 +94,16 @@ pub struct Args {
     /// Print JSON objects, one per line, instead of a table.
     #[arg(long)]
     json: bool,
+    /// Failover: the silent holes' lengths, in seconds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [3.0, 10.0, 20.0])]
+    holes: Vec<f64>,
+    /// Failover: how the link is made silent.
+    #[arg(long, value_enum, default_value_t = failover::Link::Auto)]
+    link: failover::Link,
+    /// Failover: never suspect a link (no fresh connections raced against it), to measure what
+    /// TCP's retransmissions and the idle timeout give alone.
+    #[arg(long)]
+    no_failover: bool,
     /// Throughput: whether the nodes keep node-wide statistics and record them with a
     /// Prometheus recorder (`NodeBuilder::metrics`). `both` alternates on and off within each
     /// run, so that the two are measured under the same conditions, and reports each.
@@ -119,6 +136,7 @@ enum Scenario {
     Latency,
     Connections,
     All,
+    Failover,
 }
 
 #[derive(Debug, Serialize)]
@@ -209,6 +227,22 @@ where
 }
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
+    if args.scenario == Scenario::Failover {
+        if args
+            .holes
+            .iter()
+            .any(|h| !h.is_finite() || *h <= 0.0 || *h > 3600.0)
+        {
+            bail!("--holes must be positive numbers of seconds, at most 3600");
+        }
+        let holes: Vec<Duration> = args
+            .holes
+            .iter()
+            .map(|h| Duration::from_secs_f64(*h))
+            .collect();
+        let mode = args.modes.first().copied().unwrap_or(Mode::Plaintext);
+        return failover::run(&holes, args.link, mode, !args.no_failover, args.json).await;
+    }
     if args.runs == 0
         || args.size == 0
         || args.samples == 0
@@ -235,6 +269,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         Scenario::Throughput => &[Scenario::Throughput],
         Scenario::Latency => &[Scenario::Latency],
         Scenario::Connections => &[Scenario::Connections],
+        Scenario::Failover => &[],
     };
     let explicit_modes = !args.modes.is_empty();
     let connection_modes = if explicit_modes {
@@ -258,7 +293,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
             }
             Scenario::Latency => latency_kinds(&args).len() * args.runs * (1 + args.modes.len()),
             Scenario::Connections => 1 + connection_modes.len(),
-            Scenario::All => 0,
+            Scenario::All | Scenario::Failover => 0,
         })
         .sum();
     let bar = ProgressBar::new(steps as u64);
@@ -289,7 +324,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
             Scenario::Connections => {
                 reports.extend(connections(&args, &connection_modes, &bar).await?);
             }
-            Scenario::All => {}
+            Scenario::All | Scenario::Failover => {}
         }
     }
     bar.finish_and_clear();

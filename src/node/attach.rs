@@ -15,8 +15,8 @@ use super::{NodeShared, clock};
 use crate::proto::endpoint::{AttachRefusal, LinkState, NewLink, Origin};
 use crate::proto::session::LinkId;
 use crate::proto::{PeerHello, SessionEvent};
-use crate::security::Security;
 use crate::security::PublicKey;
+use crate::security::Security;
 
 /// Attaches the connection to the peer's session by the endpoint's rules (key binding, crossed
 /// connections; see [`Endpoint::attach`](crate::proto::endpoint::Endpoint::attach)), taking the

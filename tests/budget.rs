@@ -147,3 +147,61 @@ async fn handed_back_bytes_beyond_the_bound_make_send_wait_until_taken() {
     within("the waiting send", sender).await.unwrap().unwrap();
     client.shutdown().await;
 }
+
+/// A reply (`send_in`) held back by handed-back bytes over the bound resumes once the
+/// application takes them, like `send` does, even when nothing of its own is in flight (no
+/// acknowledgement would wake it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_held_back_by_handed_back_bytes_resumes_once_they_are_taken() {
+    let start = |name: &'static str| async move {
+        Node::builder(name)
+            .insecure_plaintext()
+            .listen("127.0.0.1:0")
+            .start()
+            .await
+            .unwrap()
+    };
+    let (gone, answering) = (start("gone").await, start("answering").await);
+    let client = Node::builder("client")
+        .insecure_plaintext()
+        .max_handed_back_bytes(4096)
+        .session_expiry(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let mut events = client.events();
+    let lost = within("connect", client.connect(gone.local_addrs()[0]))
+        .await
+        .unwrap();
+    let peer = within("connect", client.connect(answering.local_addrs()[0]))
+        .await
+        .unwrap();
+    let session = peer.session().unwrap();
+    gone.abort().await;
+    for _ in 0..8 {
+        lost.try_send_bytes(vec![7u8; 1024]).unwrap();
+    }
+    eventually("the session to expire", || {
+        client.stats().handed_back_bytes == 8 * 1024
+    })
+    .await;
+    assert!(matches!(
+        peer.try_send_bytes_in(&session, vec![1u8; 10]),
+        Err(Error::Full)
+    ));
+    // Polled once before the loss is taken, so it is waiting (not merely late) when it is.
+    let reply = peer.send_bytes_in(&session, vec![2u8; 10]);
+    tokio::pin!(reply);
+    assert!(
+        tokio::time::timeout(Duration::ZERO, &mut reply)
+            .await
+            .is_err(),
+        "held back while handed-back bytes are over the bound"
+    );
+    let (unacked, _) = wait_session_lost(&mut events, "the session loss").await;
+    assert_eq!(unacked.len(), 8);
+    assert_eq!(client.stats().handed_back_bytes, 0);
+    within("the waiting reply", reply).await.unwrap();
+    client.shutdown().await;
+    answering.shutdown().await;
+}

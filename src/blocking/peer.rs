@@ -125,13 +125,16 @@ impl Peer {
     /// takes the payload even when it refuses it (the first clone of a `Bytes` made from a
     /// `Vec` allocates its shared header).
     fn send_one_polling(&self, payload: Bytes) -> Result<Receipt> {
+        let memory = self.inner.inner.lock().memory.clone();
         loop {
-            // Registered before the attempt, so an acknowledgement in between is not missed.
+            // Registered before the attempt, so an acknowledgement (or the application taking
+            // handed-back bytes, the other reason a send waits) in between is not missed.
             let mut space = pin!(self.inner.inner.space.notified());
             space.as_mut().enable();
+            let taken = memory.as_ref().map(|m| m.handed_back_taken.notified());
             match self.inner.try_send_bytes(payload.clone()) {
                 Ok(receipt) => return Ok(Receipt::from_async(receipt)),
-                Err(Error::Full) => block_on(space),
+                Err(Error::Full) => block_on(room(space, taken)),
                 Err(e) => return Err(e),
             }
         }
@@ -182,12 +185,14 @@ impl Peer {
             return block_on(self.inner.send_bytes_in(session, payload)).map(Receipt::from_async);
         }
         // Inside a runtime: as `send_one_polling`, waiting for window space here.
+        let memory = self.inner.inner.lock().memory.clone();
         loop {
             let mut space = pin!(self.inner.inner.space.notified());
             space.as_mut().enable();
+            let taken = memory.as_ref().map(|m| m.handed_back_taken.notified());
             match self.inner.try_send_bytes_in(session, payload.clone()) {
                 Ok(receipt) => return Ok(Receipt::from_async(receipt)),
-                Err(Error::Full) => block_on(space),
+                Err(Error::Full) => block_on(room(space, taken)),
                 Err(e) => return Err(e),
             }
         }
@@ -353,5 +358,20 @@ impl Receipt {
     /// The async receipt of the same message.
     pub fn into_async(self) -> OwnedReceipt {
         self.inner
+    }
+}
+
+/// Window space, or handed-back bytes taken by the application (see
+/// `NodeConfig::max_handed_back_bytes`): either may let a refused send through.
+async fn room(
+    space: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    taken: Option<tokio::sync::futures::Notified<'_>>,
+) {
+    match taken {
+        Some(taken) => tokio::select! {
+            () = space => {}
+            () = taken => {}
+        },
+        None => space.await,
     }
 }

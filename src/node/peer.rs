@@ -594,7 +594,7 @@ pub(crate) fn taking<R>(core: &mut PeerCore, read: impl FnOnce(&mut Session) -> 
 
 /// Waits for window space, or for the application to take handed-back messages (the other
 /// reason a send waits, see `NodeConfig::max_handed_back_bytes`).
-async fn wait_for_room(space: Notified<'_>, taken: Option<Notified<'_>>) {
+pub(super) async fn wait_for_room(space: Notified<'_>, taken: Option<Notified<'_>>) {
     match taken {
         Some(taken) => {
             tokio::select! {

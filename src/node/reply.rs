@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::peer::{Peer, Queued, Refused};
+use super::peer::{Peer, Queued, Refused, wait_for_room};
 use super::receipt::Receipt;
 use crate::codec;
 use crate::error::Result;
@@ -119,10 +119,14 @@ impl Peer {
         payload: impl Into<Bytes>,
     ) -> Result<Receipt<'_>> {
         let mut payload = payload.into();
+        let memory = self.inner.lock().memory.clone();
         loop {
             // Registered before the attempt, so an acknowledgement (or the end of the session,
-            // which also wakes it) in between is not missed.
+            // which also wakes it) in between is not missed; so is the application taking
+            // handed-back bytes, when those held the reply back (nothing of this peer's may be
+            // in flight to wake it then).
             let space = self.inner.space.notified();
+            let taken = memory.as_ref().map(|m| m.handed_back_taken.notified());
             match self.push_in(Some(*session), &mut payload) {
                 Ok(Queued { number, pause }) => {
                     if pause {
@@ -130,7 +134,7 @@ impl Peer {
                     }
                     return Ok(self.receipt(number));
                 }
-                Err(Refused::Full) => space.await,
+                Err(Refused::Full) => wait_for_room(space, taken).await,
                 Err(refused) => return Err(self.refusal(refused, &payload)),
             }
         }

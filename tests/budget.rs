@@ -137,14 +137,20 @@ async fn handed_back_bytes_beyond_the_bound_make_send_wait_until_taken() {
         peer.try_send_bytes(vec![1u8; 10]),
         Err(Error::Full)
     ));
-    let sender = {
-        let peer = peer.clone();
-        tokio::spawn(async move { peer.send_bytes(vec![2u8; 10]).await.map(|_| ()) })
-    };
+    // Polled once before the loss is taken, so it is waiting (not merely late) when it is: a
+    // spawned sender may first run after that, and pass without ever waiting.
+    let send = peer.send_bytes(vec![2u8; 10]);
+    tokio::pin!(send);
+    assert!(
+        tokio::time::timeout(Duration::ZERO, &mut send)
+            .await
+            .is_err(),
+        "held back while handed-back bytes are over the bound"
+    );
     let (unacked, _) = wait_session_lost(&mut events, "the session loss").await;
     assert_eq!(unacked.len(), 8);
     assert_eq!(client.stats().handed_back_bytes, 0);
-    within("the waiting send", sender).await.unwrap().unwrap();
+    within("the waiting send", send).await.unwrap();
     client.shutdown().await;
 }
 

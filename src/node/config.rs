@@ -34,14 +34,15 @@ pub struct NodeConfig {
     /// fair share (that half divided by the sessions holding or waiting for some of it), and
     /// gives back what it holds beyond its share as its application reads; credit a peer holds
     /// and does not use stays its own until its connection ends. A connection held back by a
-    /// spent budget is woken to grant more when bytes are given back. Must leave room for the largest message in the shared
-    /// half and at least one byte per session in the other.
+    /// spent budget is woken to grant more when bytes are given back. Must leave room for the
+    /// largest message in the shared half and at least one byte per session in the other.
     pub inbox_budget: usize,
     /// Payload bytes handed back by lost sessions ([`Event::SessionLost`]) that the node keeps
     /// until the application takes them (default 64 MiB). Beyond it, `send` to any peer waits
     /// (and `try_send` fails with [`Error::Full`]) until the application takes `SessionLost`
     /// events: an application that sends from the task that reads events must not wait in
-    /// `send` while it lets them pile up. One loss may overshoot it by one window.
+    /// `send` while it lets them pile up. Sessions lost while it is not yet reached each add what
+    /// they held, so it may be overshot by the windows of the peers lost at that moment.
     pub max_handed_back_bytes: usize,
     /// How many ended sessions per peer the node remembers, so that receipts of their messages
     /// can still say whether each was delivered (default 64). A receipt of a session older

@@ -221,12 +221,16 @@ impl EventQueue {
                 None => return if queue.closed { Err(Closed) } else { Ok(None) },
             };
             drop(queue);
+            // The handle first: a pending marker counts as a handle of the peer, so clearing it
+            // before the handle exists would let a reclaim scan drop the entry in between.
+            let peer = Peer::from_inner(peer);
             let pending = peer
+                .inner
                 .pending_events
                 .fetch_and(!(kind as u8), Ordering::AcqRel)
                 & !(kind as u8);
-            let kind = link_event_to_report(&peer, kind, pending);
-            if let Some(event) = Peer::from_inner(peer).materialize(kind) {
+            let kind = link_event_to_report(&peer.inner, kind, pending);
+            if let Some(event) = peer.materialize(kind) {
                 return Ok(Some(event));
             }
         }

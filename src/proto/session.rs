@@ -577,7 +577,8 @@ impl Session {
         let Some(link) = self.link.as_mut() else {
             return Ok(());
         };
-        if buf.len() > link.leftover {
+        let arrived = buf.len() > link.leftover;
+        if arrived {
             link.last_recv = now;
             // Anything at all from the peer answers what it owed: the link carries bytes.
             link.owed_since = None;
@@ -628,6 +629,18 @@ impl Session {
         let in_flight = self.outbound.in_flight() > 0;
         if let Some(link) = self.link.as_mut() {
             link.leftover = buf.len();
+            if arrived
+                && !buf.is_empty()
+                && matches!(link.phase, Phase::Established)
+                && now >= instant_after(link.last_send, self.config.suspect_floor / 2)
+            {
+                // More of an incomplete frame arrived, and we have been silent for half the
+                // suspicion floor: a frame that takes longer than the peer's suspicion bound to
+                // cross would otherwise leave the peer hearing nothing while it waits for our
+                // acknowledgement, and its dialer would replace a healthy link and restart the
+                // frame. A repeated ACK (the PING answer) costs nothing and proves progress.
+                link.pong_due = true;
+            }
             if link.owed_since.is_none() && in_flight && link.last_recv == now {
                 // Still waiting for acknowledgements: counted from this sign of life.
                 link.owed_since = Some(now);

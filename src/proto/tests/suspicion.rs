@@ -199,7 +199,9 @@ fn a_slow_large_message_keeps_a_healthy_link_unsuspected() {
         }
         let written = pair.transmit(B);
         assert!(
-            written.iter().all(|f| matches!(f, Frame::Ack { up_to: 0, .. })),
+            written
+                .iter()
+                .all(|f| matches!(f, Frame::Ack { up_to: 0, .. })),
             "only repeated ACKs while the frame is incomplete: {written:?}"
         );
         answers += u32::try_from(written.len()).unwrap();
@@ -213,8 +215,15 @@ fn a_slow_large_message_keeps_a_healthy_link_unsuspected() {
     }
     // About one answer per half floor of silence, not one per read.
     assert!(crossing >= floor * 2);
-    assert!(answers >= 1 && floor / 2 * answers <= crossing, "{answers} answers");
+    assert!(
+        answers >= 1 && floor / 2 * answers <= crossing,
+        "{answers} answers"
+    );
     let messages = pair.session_mut(B).read(usize::MAX);
-    assert_eq!(messages.len(), 1, "the frame is delivered once it is all in");
+    assert_eq!(
+        messages.len(),
+        1,
+        "the frame is delivered once it is all in"
+    );
     assert_eq!(messages[0].len(), 50_000);
 }

@@ -632,7 +632,7 @@ impl Session {
             if arrived
                 && !buf.is_empty()
                 && matches!(link.phase, Phase::Established)
-                && now >= instant_after(link.last_send, self.config.suspect_floor / 2)
+                && now >= instant_after(link.last_send, half(self.config.suspect_floor))
             {
                 // More of an incomplete frame arrived, and we have been silent for half the
                 // suspicion floor: a frame that takes longer than the peer's suspicion bound to
@@ -1038,4 +1038,10 @@ fn ack_wanted(link: &Link, inbound: &Inbound, config: &Config) -> bool {
         || link.pong_due
         || (inbound.ack_due().is_some() && (link.ack_now || inbound.ack_pressure()))
         || inbound.window_update_due(config.window.max_message)
+}
+
+/// Half of `d`: how long a receiver of a partial frame stays silent before it acknowledges
+/// progress, so the peer hears from it well within its suspicion floor.
+fn half(d: Duration) -> Duration {
+    d.checked_div(2).unwrap_or_default()
 }

@@ -1000,7 +1000,9 @@ impl Session {
     /// `Config::suspect_floor)`. A link that received a flow of DATA and then fell silent for
     /// the bound is probed with a PING first, so the receiving side of a flow suspects a dead
     /// link too. Anything arriving clears it. An idle peer whose heartbeats are answered is never
-    /// suspect, and costs no timer beyond the heartbeat's.
+    /// suspect, and costs no timer beyond the heartbeat's. Nor is a link slowly carrying one large
+    /// frame: its receiver acknowledges progress on the partial frame (a repeated ACK) after half
+    /// of `Config::suspect_floor` without sending.
     ///
     /// The session keeps the link (only the idle timeout ends it): the driver may dial a fresh
     /// connection alongside, and attaching that one resumes the session.

@@ -185,3 +185,43 @@ async fn a_silent_link_fails_over_to_a_fresh_connection_when_the_dialer_sends() 
 async fn a_silent_link_fails_over_to_a_fresh_connection_when_the_acceptor_sends() {
     silent_hole(false).await;
 }
+
+/// Failover attempts count against `max_connections` (review of issue #12): a node at its cap
+/// whose only link turns suspect opens no socket beyond it while that link lives; only once the
+/// idle timeout ends the link may a redial take its place (and that waits for the backoff,
+/// far beyond this test).
+#[tokio::test]
+async fn failover_attempts_stay_within_max_connections() {
+    let b = patient("b").listen("127.0.0.1:0").start().await.unwrap();
+    let proxy = ChaosProxy::start(b.local_addrs()[0], ChaosConfig::default())
+        .await
+        .unwrap();
+    let mut config = NodeConfig::default();
+    config.protocol.heartbeat_interval = Duration::from_secs(1);
+    config.protocol.idle_timeout = Duration::from_secs(2);
+    config.protocol.suspect_floor = Duration::from_millis(300);
+    config.reconnect_initial = Duration::from_secs(60);
+    config.reconnect_max = Duration::from_secs(60);
+    config.max_connections = 1;
+    let a = Node::builder("a").config(config).start().await.unwrap();
+    let mut a_events = a.events();
+    let to_b = a.connect(proxy.local_addr()).await.unwrap();
+    assert_eq!(a.connection_count(), 1);
+
+    proxy.silence();
+    // Never acknowledged: the link turns suspect after the floor, and stays suspect (racing
+    // fresh connections every 250 ms) until the idle timeout ends it.
+    let _unacknowledged = to_b.send(b"into the hole").await.unwrap();
+    wait_event(&mut a_events, "the silent link ending", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    let stats = proxy.stats();
+    assert_eq!(
+        (stats.accepted, stats.refused),
+        (1, 0),
+        "a dialed beyond its connection cap while its link lived"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

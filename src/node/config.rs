@@ -15,7 +15,8 @@ pub struct NodeConfig {
     /// Protocol limits and timers: message size, windows, inbox, heartbeat, idle timeout,
     /// handshake deadline, session expiry.
     pub protocol: proto::Config,
-    /// Most simultaneous connections (accepted and dialed); more are refused. Default 16,384.
+    /// Most simultaneous connections (accepted and dialed, and redial or failover attempts still
+    /// connecting); more are refused, and an attempt without room waits. Default 16,384.
     pub max_connections: usize,
     /// Most accepted connections still in their handshake; when full, the oldest is dropped
     /// for the newest. Default 256.

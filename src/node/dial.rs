@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::task::{JoinError, JoinSet};
 
 use super::driver::{self, End, Origin, Outcome};
 use super::peer::Peer;
@@ -217,23 +217,29 @@ async fn dial_any(
 /// everything for a while (longer than the idle timeout, so the old connection is gone), an
 /// attempt whose SYN was lost would otherwise wait for TCP's SYN retransmission (1 s, then 3 s,
 /// ...) after the link returns. An address that refuses fails at once, as one attempt would.
-async fn dial_staggered(shared: &NodeShared, addrs: Vec<SocketAddr>) -> Result<TcpStream> {
+/// The first attempt holds `permit`; every further one needs a connection permit of its own
+/// (see [`Attempts`]). The winner comes with the permit it held.
+async fn dial_staggered(
+    shared: &NodeShared,
+    addrs: Vec<SocketAddr>,
+    permit: OwnedSemaphorePermit,
+) -> Result<(TcpStream, OwnedSemaphorePermit)> {
     let race = shared.config.failover;
     let addrs = Arc::new(addrs);
-    let mut attempts = JoinSet::new();
-    let spawn = |attempts: &mut JoinSet<Result<TcpStream>>, timeout: Duration| {
+    let mut attempts = Attempts::new(shared.connections.clone());
+    let connect = |timeout: Duration| {
         let addrs = addrs.clone();
-        attempts.spawn(async move { connect_any(&addrs, timeout).await });
+        async move { connect_any(&addrs, timeout).await }
     };
-    spawn(&mut attempts, shared.config.connect_timeout);
+    attempts.start(Some(permit), connect(shared.config.connect_timeout));
     let start = tokio::time::Instant::now();
     let mut tick = tokio::time::interval_at(start + race.interval, race.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             joined = attempts.join_next() => match joined {
-                Some(Ok(Ok(stream))) => return Ok(stream),
-                Some(Ok(Err(e))) if attempts.is_empty() => return Err(e),
+                Some(Ok((Ok(stream), permit))) => return Ok((stream, permit)),
+                Some(Ok((Err(e), _))) if attempts.is_empty() => return Err(e),
                 Some(Err(e)) if attempts.is_empty() => {
                     return Err(Error::Io(io::Error::other(e.to_string())));
                 }
@@ -241,11 +247,63 @@ async fn dial_staggered(shared: &NodeShared, addrs: Vec<SocketAddr>) -> Result<T
             },
             _ = tick.tick() => {
                 if race.may_start(attempts.len()) {
-                    spawn(&mut attempts, race.connect_timeout);
+                    // Without a permit, nothing starts: tried again at the next tick.
+                    attempts.start(None, connect(race.connect_timeout));
                 }
             }
             () = shared.closing.cancelled() => return Err(Error::NodeClosed),
         }
+    }
+}
+
+/// Connect attempts in flight, each holding a connection permit from the moment it starts, so
+/// that attempts count against `max_connections` as connections do: a node whose dialed peers
+/// all fail over at once (a partition) opens no more sockets than the cap, not
+/// `failover.max_in_flight` per peer. An attempt without a permit is not started; the racing
+/// loops try again at their next interval.
+struct Attempts<T> {
+    connections: Arc<Semaphore>,
+    set: JoinSet<(Result<T>, OwnedSemaphorePermit)>,
+}
+
+impl<T: Send + 'static> Attempts<T> {
+    fn new(connections: Arc<Semaphore>) -> Self {
+        Attempts {
+            connections,
+            set: JoinSet::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Starts `connect` holding `permit`, or a permit of its own if none is given. Returns
+    /// whether it started: not without a permit.
+    fn start<F>(&mut self, permit: Option<OwnedSemaphorePermit>, connect: F) -> bool
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let permit = match permit {
+            Some(permit) => permit,
+            None => match self.connections.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => return false,
+            },
+        };
+        self.set.spawn(async move { (connect.await, permit) });
+        true
+    }
+
+    /// The next attempt to finish, with the permit it held (dropping it gives it back).
+    async fn join_next(
+        &mut self,
+    ) -> Option<std::result::Result<(Result<T>, OwnedSemaphorePermit), JoinError>> {
+        self.set.join_next().await
     }
 }
 
@@ -344,11 +402,11 @@ async fn redial_loop(
             continue;
         };
         let attempt = match target.resolve().await {
-            Ok(addrs) => dial_staggered(&shared, addrs).await,
+            Ok(addrs) => dial_staggered(&shared, addrs, permit).await,
             Err(e) => Err(Error::Io(e)),
         };
         match attempt {
-            Ok(stream) => next = Some((stream, permit)),
+            Ok(connected) => next = Some(connected),
             Err(e) => {
                 tracing::debug!(node = %shared.name, peer = %peer.name, error = %e, "redial failed")
             }
@@ -381,7 +439,8 @@ async fn run_watching(
 }
 
 /// One attempt every `failover.interval` while the link stays suspect (at most
-/// `failover.max_in_flight` connecting at once, each given `failover.connect_timeout`). The
+/// `failover.max_in_flight` connecting at once, each given `failover.connect_timeout` and
+/// holding a connection permit: without one, none starts until the next interval). The
 /// first that connects runs the handshake as a dialer of its own for the same peer: once it
 /// establishes, attaching it replaced the suspect link (whose driver then ends, and its dialer
 /// with it) and the session resumed on it. Returns when that happened or the link recovered.
@@ -405,7 +464,7 @@ async fn race(shared: &Arc<NodeShared>, target: &Arc<DialAddr>, dialing: &Dialin
         peer = %name,
         "link suspect: dialing fresh connections alongside"
     );
-    let mut attempts = JoinSet::new();
+    let mut attempts = Attempts::new(shared.connections.clone());
     let mut takeover: Option<oneshot::Receiver<Result<Peer>>> = None;
     let mut tick = tokio::time::interval(race.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -422,22 +481,22 @@ async fn race(shared: &Arc<NodeShared>, target: &Arc<DialAddr>, dialing: &Dialin
                 if race.may_start(attempts.len()) {
                     let target = target.clone();
                     let timeout = race.connect_timeout;
-                    attempts.spawn(async move {
+                    let started = attempts.start(None, async move {
                         let addrs = target.resolve().await.map_err(Error::Io)?;
                         connect_any(&addrs, timeout).await
                     });
+                    if !started {
+                        tracing::debug!(node = %shared.name, peer = %name, "failover attempt waits for a connection permit");
+                    }
                 }
             }
             Some(joined) = attempts.join_next() => {
-                let Ok(Ok(stream)) = joined else {
+                let Ok((Ok(stream), permit)) = joined else {
                     continue;
                 };
                 if takeover.is_some() || shared.closing.is_cancelled() {
                     continue;
                 }
-                let Ok(permit) = permit(shared) else {
-                    continue;
-                };
                 let (tx, rx) = oneshot::channel();
                 let dialing = Arc::new(Dialing::new(&shared.config, Some(&name)));
                 shared.tasks.spawn(redial_task(
@@ -472,5 +531,81 @@ async fn answered(takeover: &mut Option<oneshot::Receiver<Result<Peer>>>) -> Opt
     match takeover {
         Some(rx) => rx.await.ok(),
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::redial::Race;
+
+    /// An attempt that ends with what the test sends it.
+    fn attempt(
+        attempts: &mut Attempts<u32>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Option<oneshot::Sender<Result<u32>>> {
+        let (tx, rx) = oneshot::channel();
+        let started = attempts.start(
+            permit,
+            async move { rx.await.unwrap_or(Err(Error::NodeClosed)) },
+        );
+        started.then_some(tx)
+    }
+
+    #[tokio::test]
+    async fn failover_attempts_in_flight_hold_connection_permits() {
+        // max_connections 2, one of them held by the suspect link being raced against.
+        let connections = Arc::new(Semaphore::new(2));
+        let _link = connections.clone().try_acquire_owned().unwrap();
+        let race = Race::default();
+        assert!(race.max_in_flight >= 3);
+        let mut attempts = Attempts::new(connections.clone());
+        // Three intervals: the race would start one attempt at each.
+        let mut pending = Vec::new();
+        for _ in 0..3 {
+            if race.may_start(attempts.len()) {
+                pending.extend(attempt(&mut attempts, None));
+            }
+        }
+        assert_eq!(pending.len(), 1, "only one attempt fits under the cap");
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(connections.available_permits(), 0);
+
+        // A failed attempt gives its permit back: the next interval starts another.
+        let _ = pending
+            .pop()
+            .unwrap()
+            .send(Err(Error::Timeout("connecting")));
+        let (result, permit) = attempts.join_next().await.unwrap().unwrap();
+        assert!(result.is_err());
+        drop(permit);
+        assert_eq!(connections.available_permits(), 1);
+        let tx = attempt(&mut attempts, None).expect("a permit is free again");
+        assert!(attempt(&mut attempts, None).is_none());
+
+        // The winner carries its permit on to the connection it becomes.
+        let _ = tx.send(Ok(7));
+        let (result, permit) = attempts.join_next().await.unwrap().unwrap();
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(connections.available_permits(), 0);
+        drop(permit);
+        assert_eq!(connections.available_permits(), 1);
+        assert!(attempts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_redial_attempt_given_a_permit_starts_without_another() {
+        let connections = Arc::new(Semaphore::new(1));
+        let permit = connections.clone().try_acquire_owned().unwrap();
+        let mut attempts = Attempts::new(connections.clone());
+        let tx = attempt(&mut attempts, Some(permit)).expect("it holds the redial's permit");
+        assert!(
+            attempt(&mut attempts, None).is_none(),
+            "a staggered second attempt waits for a permit"
+        );
+        let _ = tx.send(Ok(1));
+        let (result, _permit) = attempts.join_next().await.unwrap().unwrap();
+        assert_eq!(result.unwrap(), 1);
+        assert_eq!(connections.available_permits(), 0);
     }
 }

@@ -165,7 +165,8 @@ impl Node {
         dial::connect(self.shared.clone(), addr.into()).await
     }
 
-    /// Live TCP connections (handshaking or established), accepted and dialed.
+    /// Live TCP connections (handshaking or established), accepted and dialed, and redial or
+    /// failover attempts still connecting (they count against `max_connections`).
     pub fn connection_count(&self) -> usize {
         self.shared.config.max_connections - self.shared.connections.available_permits()
     }

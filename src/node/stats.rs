@@ -191,7 +191,8 @@ pub struct NodeStats {
     pub peers: usize,
     /// Of those, peers with an established connection.
     pub peers_connected: usize,
-    /// Live TCP connections (handshaking or established).
+    /// Live TCP connections (handshaking or established), and redial or failover attempts still
+    /// connecting.
     pub connections: usize,
     /// Accepted connections still in their handshake.
     pub pending_handshakes: usize,

@@ -577,7 +577,8 @@ impl Session {
         let Some(link) = self.link.as_mut() else {
             return Ok(());
         };
-        if buf.len() > link.leftover {
+        let arrived = buf.len() > link.leftover;
+        if arrived {
             link.last_recv = now;
             // Anything at all from the peer answers what it owed: the link carries bytes.
             link.owed_since = None;
@@ -628,6 +629,18 @@ impl Session {
         let in_flight = self.outbound.in_flight() > 0;
         if let Some(link) = self.link.as_mut() {
             link.leftover = buf.len();
+            if arrived
+                && !buf.is_empty()
+                && matches!(link.phase, Phase::Established)
+                && now >= instant_after(link.last_send, half(self.config.suspect_floor))
+            {
+                // More of an incomplete frame arrived, and we have been silent for half the
+                // suspicion floor: a frame that takes longer than the peer's suspicion bound to
+                // cross would otherwise leave the peer hearing nothing while it waits for our
+                // acknowledgement, and its dialer would replace a healthy link and restart the
+                // frame. A repeated ACK (the PING answer) costs nothing and proves progress.
+                link.pong_due = true;
+            }
             if link.owed_since.is_none() && in_flight && link.last_recv == now {
                 // Still waiting for acknowledgements: counted from this sign of life.
                 link.owed_since = Some(now);
@@ -987,7 +1000,9 @@ impl Session {
     /// `Config::suspect_floor)`. A link that received a flow of DATA and then fell silent for
     /// the bound is probed with a PING first, so the receiving side of a flow suspects a dead
     /// link too. Anything arriving clears it. An idle peer whose heartbeats are answered is never
-    /// suspect, and costs no timer beyond the heartbeat's.
+    /// suspect, and costs no timer beyond the heartbeat's. Nor is a link slowly carrying one large
+    /// frame: its receiver acknowledges progress on the partial frame (a repeated ACK) after half
+    /// of `Config::suspect_floor` without sending.
     ///
     /// The session keeps the link (only the idle timeout ends it): the driver may dial a fresh
     /// connection alongside, and attaching that one resumes the session.
@@ -1025,4 +1040,10 @@ fn ack_wanted(link: &Link, inbound: &Inbound, config: &Config) -> bool {
         || link.pong_due
         || (inbound.ack_due().is_some() && (link.ack_now || inbound.ack_pressure()))
         || inbound.window_update_due(config.window.max_message)
+}
+
+/// Half of `d`: how long a receiver of a partial frame stays silent before it acknowledges
+/// progress, so the peer hears from it well within its suspicion floor.
+fn half(d: Duration) -> Duration {
+    d.checked_div(2).unwrap_or_default()
 }

@@ -23,6 +23,7 @@
 )]
 
 pub mod admission;
+pub(crate) mod coalesce;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -6,6 +6,8 @@
 //! its connection state.
 
 mod attach;
+mod builder;
+mod config;
 mod dial;
 mod driver;
 mod events;
@@ -14,6 +16,7 @@ mod listen;
 mod peer;
 mod recv;
 mod stats;
+mod table;
 mod transport;
 mod watch;
 
@@ -22,376 +25,24 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::ToSocketAddrs;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use builder::NodeBuilder;
+pub use config::NodeConfig;
 pub use events::{Event, Events};
 pub use peer::{ConnectionState, OwnedReceipt, Peer, PeerStats, Receipt};
 pub use recv::{ByteMessages, Messages};
 pub use stats::{HandshakeRefusals, NodeStats};
 
-use crate::error::{Error, Result};
-use crate::proto::{self, Session, validate_name};
-use crate::security::{Identity, PublicKey, Security, TlsConfigs, TrustPolicy};
+use crate::error::Result;
+use crate::security::{PublicKey, Security};
 use events::EventQueue;
 use peer::PeerInner;
 use stats::NodeCounters;
 use transport::HandshakeSlots;
-
-/// Every limit and timer of a node. All explicit; see [`NodeConfig::default`] for the values.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct NodeConfig {
-    /// Protocol limits and timers: message size, windows, inbox, heartbeat, idle timeout,
-    /// handshake deadline, session expiry.
-    pub protocol: proto::Config,
-    /// Most simultaneous connections (accepted and dialed); more are refused. Default 16,384.
-    pub max_connections: usize,
-    /// Most accepted connections still in their handshake; when full, the oldest is dropped
-    /// for the newest. Default 256.
-    pub max_pending_handshakes: usize,
-    /// Most sessions (peers) the node keeps; connections naming new peers beyond it are refused.
-    /// Memory per session is bounded by its window and inbox limits. Default 16,384.
-    pub max_sessions: usize,
-    /// First reconnect delay. Default 50 ms.
-    pub reconnect_initial: Duration,
-    /// Largest reconnect delay (the backoff doubles up to it, with jitter). Default 5 s.
-    pub reconnect_max: Duration,
-    /// Timeout of one TCP connect attempt. Default 10 s.
-    pub connect_timeout: Duration,
-    /// How long [`Node::shutdown`] waits for unacknowledged messages to be acknowledged by
-    /// connected peers before closing. Default 5 s.
-    pub shutdown_linger: Duration,
-    /// Whether the node keeps node-wide totals and records them with the `metrics` facade
-    /// (see [`NodeBuilder::metrics`]). Default on.
-    pub metrics: bool,
-    /// How often the node records its statistics with the `metrics` facade. Default 1 s.
-    pub metrics_interval: Duration,
-    /// Most [`Event::Refused`] waiting in the event queue; further refusals are only counted
-    /// (in the last one's `suppressed`) until the application takes some. 0 reports none.
-    /// Default 64.
-    pub max_queued_refusals: usize,
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        NodeConfig {
-            protocol: proto::Config::default(),
-            max_connections: 16 * 1024,
-            max_pending_handshakes: 256,
-            max_sessions: 16 * 1024,
-            reconnect_initial: Duration::from_millis(50),
-            reconnect_max: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
-            shutdown_linger: Duration::from_secs(5),
-            metrics: true,
-            metrics_interval: export::DEFAULT_INTERVAL,
-            max_queued_refusals: 64,
-        }
-    }
-}
-
-impl NodeConfig {
-    fn validate(&self) -> Result<()> {
-        let p = &self.protocol;
-        let check = |ok: bool, what: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(Error::InvalidConfig(what.to_owned()))
-            }
-        };
-        check(p.window.messages > 0, "window messages must be > 0")?;
-        check(p.inbox.messages > 0, "inbox messages must be > 0")?;
-        check(p.inbox.bytes > 0, "inbox bytes must be > 0")?;
-        check(
-            p.window.max_message <= u32::MAX as usize - 64,
-            "max message size must fit a 32-bit frame length",
-        )?;
-        check(
-            p.max_frame_len >= p.window.max_message + proto::frame::DATA_OVERHEAD - 4,
-            "max frame length must hold the largest message",
-        )?;
-        check(
-            p.handshake_frame_len >= 300,
-            "handshake frame limit must be >= 300 bytes",
-        )?;
-        check(
-            p.idle_timeout > p.heartbeat_interval,
-            "idle timeout must exceed the heartbeat interval",
-        )?;
-        check(
-            p.idle_timeout >= Duration::from_millis(100),
-            "idle timeout must be at least 100 ms",
-        )?;
-        check(p.window.max_message > 0, "max message size must be > 0")?;
-        check(
-            p.inbox.bytes >= p.window.max_message,
-            "inbox bytes must hold at least one message of the maximum size",
-        )?;
-        check(
-            !p.handshake_timeout.is_zero(),
-            "handshake timeout must be > 0",
-        )?;
-        check(self.max_connections > 0, "max connections must be > 0")?;
-        check(
-            self.max_connections <= Semaphore::MAX_PERMITS,
-            "max connections is too large",
-        )?;
-        check(
-            self.max_pending_handshakes > 0,
-            "max pending handshakes must be > 0",
-        )?;
-        check(self.max_sessions > 0, "max sessions must be > 0")?;
-        check(
-            !self.metrics_interval.is_zero(),
-            "metrics interval must be > 0",
-        )?;
-        check(
-            self.reconnect_initial <= self.reconnect_max,
-            "reconnect initial delay must not exceed the maximum",
-        )
-    }
-}
-
-/// Builds a [`Node`]. Start from [`Node::builder`].
-#[derive(Debug)]
-pub struct NodeBuilder {
-    pub(crate) name: String,
-    listen: Vec<String>,
-    config: NodeConfig,
-    identity: Option<Identity>,
-    trust: TrustPolicy,
-    plaintext: bool,
-}
-
-impl NodeBuilder {
-    /// Also accept connections on `addr` (`"127.0.0.1:8080"`, `"[::1]:0"`; port 0 picks one,
-    /// see [`Node::local_addrs`]). May be called several times.
-    pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.listen.push(addr.into());
-        self
-    }
-
-    /// This node's key pair (default: a new random one, which peers cannot recognise after a
-    /// restart: give long-lived nodes a key from a file, see [`Identity::from_file`]).
-    pub fn identity(mut self, identity: Identity) -> Self {
-        self.identity = Some(identity);
-        self
-    }
-
-    /// Who may connect as which name (default [`TrustPolicy::Open`]).
-    pub fn trust(mut self, trust: TrustPolicy) -> Self {
-        self.trust = trust;
-        self
-    }
-
-    /// **Insecure.** No TLS: no encryption, no authentication; anyone who can reach the node can
-    /// claim any name and read what is sent. For trusted networks and benchmarks only; both
-    /// sides must use it.
-    pub fn insecure_plaintext(mut self) -> Self {
-        self.plaintext = true;
-        self
-    }
-
-    /// Most accepted connections still in their handshake (default 256; the oldest is dropped
-    /// when full).
-    pub fn max_pending_handshakes(mut self, max: usize) -> Self {
-        self.config.max_pending_handshakes = max;
-        self
-    }
-
-    /// Most sessions (peers) kept (default 16,384).
-    pub fn max_sessions(mut self, max: usize) -> Self {
-        self.config.max_sessions = max;
-        self
-    }
-
-    /// Most refused handshakes waiting in the event queue as [`Event::Refused`] (default 64;
-    /// beyond it they are counted, not queued; 0 reports none).
-    pub fn max_queued_refusals(mut self, max: usize) -> Self {
-        self.config.max_queued_refusals = max;
-        self
-    }
-
-    /// Replaces the whole configuration.
-    pub fn config(mut self, config: NodeConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Largest message payload, in bytes (default 1 MiB). Frames are limited accordingly.
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.config.protocol.set_max_message(bytes);
-        self
-    }
-
-    /// Outbound window per peer: messages and payload bytes not yet acknowledged
-    /// (default 16,384 and 8 MiB). `send` waits while it is full.
-    pub fn window(mut self, messages: usize, bytes: usize) -> Self {
-        self.config.protocol.window.messages = messages;
-        self.config.protocol.window.bytes = bytes;
-        self
-    }
-
-    /// Inbox per peer: messages and payload bytes received but not yet read (default 16,384
-    /// and 8 MiB). The peer may only send what fits (flow control); the byte limit must be at
-    /// least the maximum message size.
-    pub fn inbox(mut self, messages: usize, bytes: usize) -> Self {
-        self.config.protocol.inbox.messages = messages;
-        self.config.protocol.inbox.bytes = bytes;
-        self
-    }
-
-    /// Heartbeat interval and idle timeout (default 5 s and 20 s).
-    pub fn heartbeat(mut self, interval: Duration, idle_timeout: Duration) -> Self {
-        self.config.protocol.heartbeat_interval = interval;
-        self.config.protocol.idle_timeout = idle_timeout;
-        self
-    }
-
-    /// Longest an acknowledgement waits to be coalesced while data streams in (default 1 ms).
-    /// Messages arriving a few at a time, and the end of a burst (once the connection has no
-    /// more to read), are acknowledged at once whatever this is; a longer delay means fewer ACKs
-    /// during bulk transfer that the receiver reads more slowly than it arrives.
-    pub fn ack_delay(mut self, delay: Duration) -> Self {
-        self.config.protocol.ack_delay = delay;
-        self
-    }
-
-    /// Absolute deadline for a connection's handshake (default 10 s).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.protocol.handshake_timeout = timeout;
-        self
-    }
-
-    /// How long a session outlives its last connection (default 1 hour).
-    pub fn session_expiry(mut self, expiry: Duration) -> Self {
-        self.config.protocol.session_expiry = expiry;
-        self
-    }
-
-    /// Most simultaneous connections (default 16,384).
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.config.max_connections = max;
-        self
-    }
-
-    /// Reconnect backoff: first delay and cap (default 50 ms and 5 s).
-    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.config.reconnect_initial = initial;
-        self.config.reconnect_max = max;
-        self
-    }
-
-    /// How long shutdown waits for acknowledgements (default 5 s).
-    pub fn shutdown_linger(mut self, linger: Duration) -> Self {
-        self.config.shutdown_linger = linger;
-        self
-    }
-
-    /// Whether to keep node-wide totals ([`Node::stats`]) and record them with the `metrics`
-    /// facade every [`NodeConfig::metrics_interval`] (default on). Off, the node's counters
-    /// stay zero and nothing is recorded; [`Peer::stats`] is complete either way (the
-    /// per-session counting is a few additions per message, always on). Off exists to measure
-    /// what the node-wide accounting costs.
-    pub fn metrics(mut self, enabled: bool) -> Self {
-        self.config.metrics = enabled;
-        self
-    }
-
-    /// How often the node records its statistics with the `metrics` facade (default 1 s).
-    pub fn metrics_interval(mut self, interval: Duration) -> Self {
-        self.config.metrics_interval = interval;
-        self
-    }
-
-    /// Validates the configuration, binds the listeners and starts the node.
-    pub async fn start(self) -> Result<Node> {
-        validate_name(&self.name)?;
-        self.config.validate()?;
-        let (security, public_key) = if self.plaintext {
-            (Security::InsecurePlaintext, None)
-        } else {
-            let identity = match self.identity {
-                Some(identity) => identity,
-                None => Identity::generate()?,
-            };
-            let configs = TlsConfigs::new(&identity, self.trust)?;
-            (
-                Security::Tls(Arc::new(configs)),
-                Some(identity.public_key()),
-            )
-        };
-        let mut listeners = Vec::new();
-        for addr in &self.listen {
-            listeners.push(bind(addr.as_str()).await?);
-        }
-        let local_addrs = listeners
-            .iter()
-            .map(TcpListener::local_addr)
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let max_queued_refusals = self.config.max_queued_refusals;
-        let shared = Arc::new(NodeShared {
-            name: self.name,
-            incarnation: new_incarnation(),
-            connections: Arc::new(Semaphore::new(self.config.max_connections)),
-            handshakes: HandshakeSlots::new(self.config.max_pending_handshakes),
-            security,
-            public_key,
-            config: self.config,
-            peers: Mutex::new(HashMap::new()),
-            last_reclaim: Mutex::new(None),
-            events: Arc::new(EventQueue::new(max_queued_refusals)),
-            closing: CancellationToken::new(),
-            closed: CancellationToken::new(),
-            aborted: std::sync::atomic::AtomicBool::new(false),
-            tasks: TaskTracker::new(),
-            local_addrs,
-            counters: NodeCounters::default(),
-        });
-        for listener in listeners {
-            shared
-                .tasks
-                .spawn(listen::accept_loop(shared.clone(), listener));
-        }
-        let node = Node { shared };
-        if node.shared.config.metrics {
-            node.shared.tasks.spawn(publish_periodically(node.clone()));
-        }
-        tracing::debug!(name = %node.shared.name, addrs = ?node.shared.local_addrs, "node started");
-        Ok(node)
-    }
-}
-
-/// Records the node's statistics with the `metrics` facade every interval until shutdown (which
-/// records them a last time itself).
-async fn publish_periodically(node: Node) {
-    let mut tick = tokio::time::interval(node.shared.config.metrics_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = node.shared.closed.cancelled() => return,
-            _ = tick.tick() => node.publish_metrics(),
-        }
-    }
-}
-
-async fn bind(addr: impl ToSocketAddrs) -> Result<TcpListener> {
-    Ok(TcpListener::bind(addr).await?)
-}
-
-fn new_incarnation() -> u64 {
-    // Non-zero: zero means "no session" on the wire.
-    loop {
-        let v: u64 = rand::random();
-        if v != 0 {
-            return v;
-        }
-    }
-}
 
 /// State shared by the node's handles and tasks.
 pub(crate) struct NodeShared {
@@ -420,17 +71,6 @@ pub(crate) struct NodeShared {
     pub(crate) counters: NodeCounters,
 }
 
-/// Whether a peer entry carries nothing worth keeping: no session, no connection, nothing queued
-/// either way, nothing handed back waiting for the application.
-pub(crate) fn holds_nothing(peer: &PeerInner) -> bool {
-    let core = peer.lock();
-    core.session.peer_incarnation() == 0
-        && core.session.link_id().is_none()
-        && core.session.unacked_len() == 0
-        && core.session.inbox_len() == 0
-        && core.handed_back.is_empty()
-}
-
 impl NodeShared {
     /// Every refusal by this node goes through here: counted (with metrics on) and reported to
     /// the application as an [`Event::Refused`], so the two cannot drift apart.
@@ -445,50 +85,6 @@ impl NodeShared {
             self.counters.refused(stats::Refused::Us(reason));
         }
         self.events.refused(addr, name, key, reason);
-    }
-
-    /// Drops a peer entry that a connection created but never used: no session, nothing queued,
-    /// no connection, and no handle held outside the node. Failed handshakes leave nothing behind.
-    pub(crate) fn forget_if_unused(&self, peer: &Arc<PeerInner>) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        // Two references: the map's and the caller's.
-        if Arc::strong_count(peer) <= 2 && holds_nothing(peer) {
-            peers.remove(&peer.name);
-        }
-    }
-
-    /// The peer named `name`, created (with an empty session) if unknown and the session cap
-    /// allows.
-    pub(crate) fn peer_entry(&self, name: &str) -> Option<Arc<PeerInner>> {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if !peers.contains_key(name) && peers.len() >= self.config.max_sessions {
-            // Full: make room from entries whose sessions ended (expired, lost) and that nobody
-            // holds a handle to. The scan visits every entry, so strangers knocking at the cap
-            // get it at most once a second; the rest are refused.
-            let now = Instant::now();
-            let mut last = self.last_reclaim.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1)) {
-                return None;
-            }
-            *last = Some(now);
-            drop(last);
-            peers.retain(|_, peer| Arc::strong_count(peer) > 1 || !holds_nothing(peer));
-            if peers.len() >= self.config.max_sessions {
-                return None;
-            }
-        }
-        let peer = peers
-            .entry(name.to_owned())
-            .or_insert_with(|| {
-                let peer = PeerInner::new(
-                    name.to_owned(),
-                    Session::new(Instant::now(), self.incarnation, self.config.protocol),
-                );
-                peer.lock().closed = self.closing.is_cancelled();
-                peer
-            })
-            .clone();
-        Some(peer)
     }
 }
 
@@ -513,14 +109,7 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// A builder for a node called `name` (1 to 128 ASCII letters, digits and `- _ . : @`).
     pub fn builder(name: impl Into<String>) -> NodeBuilder {
-        NodeBuilder {
-            name: name.into(),
-            listen: Vec::new(),
-            config: NodeConfig::default(),
-            identity: None,
-            trust: TrustPolicy::Open,
-            plaintext: false,
-        }
+        NodeBuilder::new(name.into())
     }
 
     /// This node's name.

@@ -45,7 +45,7 @@ pub(crate) async fn idle(shared: &NodeShared, peer: &Arc<PeerInner>, until: Opti
                 // and the connection task that runs it (and the peer table) refers to it, no
                 // message can be queued any more: stop, so the entry can be reclaimed.
                 // Otherwise look again now and then.
-                if super::holds_nothing(peer) && Arc::strong_count(peer) <= 3 {
+                if super::table::holds_nothing(peer) && Arc::strong_count(peer) <= 3 {
                     return;
                 }
                 Some(Instant::now() + WATCH_RECHECK)

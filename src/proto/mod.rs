@@ -24,6 +24,7 @@
 
 pub mod admission;
 pub(crate) mod coalesce;
+pub mod endpoint;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

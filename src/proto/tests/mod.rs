@@ -12,6 +12,7 @@
 mod acks;
 mod checker;
 mod counters;
+mod endpoint;
 mod faults;
 mod fuzz_regressions;
 mod props;

@@ -18,6 +18,7 @@ mod fuzz_regressions;
 mod props;
 mod regressions;
 mod scenarios;
+mod sim;
 
 use std::time::{Duration, Instant};
 

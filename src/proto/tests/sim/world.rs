@@ -143,6 +143,11 @@ pub(crate) fn run(seed: u64) -> Result<Stats, String> {
         partition: rng.random_range(0.0..0.001),
         crash: rng.random_range(0.0..0.001),
     };
+    // How often each node's application looks at its notifications (per ms): some are slow
+    // readers, whose queued notifications coalesce and whose inboxes fill.
+    let pace: Vec<f64> = (0..n)
+        .map(|_| [0.5, 0.1, 0.01, 0.002][rng.random_range(0..4)])
+        .collect();
     let mut w = World {
         now: 0,
         base: Instant::now(),
@@ -181,7 +186,7 @@ pub(crate) fn run(seed: u64) -> Result<Stats, String> {
             if let Some(mut node) = nodes[i].take() {
                 node.step(&mut w);
                 // The application reacts at its own pace: notifications coalesce meanwhile.
-                if w.rng.random_bool(0.3) {
+                if w.rng.random_bool(pace[i]) {
                     let k = w.rng.random_range(1..4);
                     node.take_events(&mut w, k);
                 }

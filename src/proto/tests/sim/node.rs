@@ -90,6 +90,10 @@ struct Link {
     attached: Option<(String, LinkId)>,
     /// This node closed it (refused, replaced, failed): ends at the next step.
     closing: bool,
+    /// Over: its end is reported at this time. A driver's connection task reports its end a
+    /// little after the session detached it (it releases the peer's lock and takes it again),
+    /// and another connection may attach in between.
+    ends_at: Option<Ms>,
 }
 
 #[derive(Debug)]
@@ -156,11 +160,15 @@ impl Node {
         }
         let mut i = 0;
         while i < self.links.len() {
-            if self.step_link(w, i) {
-                i += 1;
-            } else {
+            if self.links[i].ends_at.is_none() && !self.step_link(w, i) {
+                let delay = w.rng.random_range(0..8);
+                self.links[i].ends_at = Some(w.now + delay);
+            }
+            if self.links[i].ends_at.is_some_and(|at| at <= w.now) {
                 let link = self.links.swap_remove(i);
                 self.finish_link(w, link);
+            } else {
+                i += 1;
             }
         }
         // Peers without a link: only the expiry can be due.
@@ -213,6 +221,7 @@ impl Node {
             rbuf: BytesMut::new(),
             attached: None,
             closing: false,
+            ends_at: None,
         });
     }
 

@@ -91,6 +91,12 @@ fn fresh_seeds() {
 }
 
 #[test]
+fn a_seed_replays_identically() {
+    let runs = [run(7), run(7)].map(|r| format!("{r:?}"));
+    assert_eq!(runs[0], runs[1]);
+}
+
+#[test]
 #[ignore = "replays NETWORKIO_SIM_SEED"]
 fn replay() {
     let seed = std::env::var("NETWORKIO_SIM_SEED")

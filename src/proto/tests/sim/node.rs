@@ -17,9 +17,10 @@ use super::World;
 use super::net::{Ms, Proc};
 use crate::proto::coalesce::{Kind, Pending};
 use crate::proto::endpoint::{
-    self, Endpoint, EndpointConfig, LinkEnd, LinkState, NewLink, Origin, PeerRecord, Usage,
+    self, AttachRefusal, Endpoint, EndpointConfig, LinkEnd, LinkState, NewLink, Origin, PeerRecord, Usage,
 };
 use crate::proto::session::{LinkId, LostReason};
+use crate::proto::frame::{self, CloseCode, Frame};
 use crate::proto::{Handshake, Session, SessionEvent};
 
 pub(super) fn name(node: usize) -> String {
@@ -88,8 +89,9 @@ struct Link {
     rbuf: BytesMut,
     /// The peer and the link's id once attached.
     attached: Option<(String, LinkId)>,
-    /// This node closed it (refused, replaced, failed): ends at the next step.
-    closing: bool,
+    /// The CLOSE this node sends as it ends the link (refused, replaced, failed), as the
+    /// driver does.
+    close: Option<CloseCode>,
     /// Over: its end is reported at this time. A driver's connection task reports its end a
     /// little after the session detached it (it releases the peer's lock and takes it again),
     /// and another connection may attach in between.
@@ -220,7 +222,7 @@ impl Node {
             hs,
             rbuf: BytesMut::new(),
             attached: None,
-            closing: false,
+            close: None,
             ends_at: None,
         });
     }
@@ -229,9 +231,6 @@ impl Node {
     fn step_link(&mut self, w: &mut World, i: usize) -> bool {
         let now = w.instant();
         let link = &mut self.links[i];
-        if link.closing {
-            return false;
-        }
         let mut input = Vec::new();
         w.net.read(link.conn, link.end, w.now, &mut input);
         link.rbuf.extend_from_slice(&input);
@@ -239,7 +238,11 @@ impl Node {
         if link.attached.is_none() {
             match link.hs.handle_input(now, &mut link.rbuf) {
                 Ok(None) if !ended => return true,
-                Ok(None) | Err(_) => return false,
+                Ok(None) => return false,
+                Err(e) => {
+                    link.close = e.close_code();
+                    return false;
+                }
                 Ok(Some(hello)) => {
                     if !self.attach(w, i, &hello) {
                         return false;
@@ -257,7 +260,8 @@ impl Node {
         let mut p = peer.borrow_mut();
         let p = &mut *p;
         if p.session.link_id() != Some(id) {
-            return false; // replaced
+            self.links[i].close = Some(CloseCode::Replaced);
+            return false;
         }
         let link = &mut self.links[i];
         let mut result = p.session.handle_input(now, &mut link.rbuf);
@@ -266,6 +270,9 @@ impl Node {
         }
         if result.is_ok() && p.session.poll_timeout().is_some_and(|t| t <= now) {
             result = p.session.handle_timeout(now);
+        }
+        if let Err(e) = &result {
+            link.close = e.close_code();
         }
         let alive = result.is_ok() && !ended;
         if alive {
@@ -292,6 +299,7 @@ impl Node {
                 app_link: None,
             })))
         }) else {
+            self.links[i].close = Some(CloseCode::Busy);
             return false;
         };
         let peer = entry.0.clone();
@@ -319,21 +327,15 @@ impl Node {
         drop(guard);
         match attached {
             Ok(attached) => {
+                // A link it replaced sees that at its next step and closes.
                 self.links[i].attached = Some((hello.name.clone(), attached.link));
-                if let Some(old) = attached.replaced {
-                    // Its driver sees it replaced and closes it.
-                    for l in &mut self.links {
-                        if l.attached
-                            .as_ref()
-                            .is_some_and(|(n, id)| *n == hello.name && *id == old)
-                        {
-                            l.closing = true;
-                        }
-                    }
-                }
                 true
             }
-            Err(_) => {
+            Err(refusal) => {
+                self.links[i].close = Some(match refusal {
+                    AttachRefusal::Crossed => CloseCode::Replaced,
+                    AttachRefusal::NameInUse { .. } => CloseCode::NameInUse,
+                });
                 self.endpoint.forget_if_unused(&hello.name);
                 false
             }
@@ -342,6 +344,12 @@ impl Node {
 
     /// A link is over: closed here, and its end reported to the record.
     fn finish_link(&mut self, w: &mut World, link: Link) {
+        if let Some(code) = link.close {
+            let mut out = BytesMut::new();
+            let reason = format!("{code:?}");
+            frame::encode(&Frame::Close { code, reason }, &mut out);
+            w.net.write(link.conn, link.end, out.freeze(), w.now);
+        }
         w.net.close(link.conn, link.end, w.now);
         if let Some(target) = link.target {
             if let Some(d) = self.dials.iter_mut().find(|d| d.0 == target) {
@@ -404,6 +412,10 @@ impl Node {
                         ));
                     }
                     w.stats.sessions_lost += 1;
+                    w.checker.session_lost(format_args!(
+                        "{} lost its session with {peer_name}: {reason:?}",
+                        name(me)
+                    ));
                     p.handed_back.extend(got);
                     p.record.session_lost();
                     self.push(p, &peer_name, Kind::SessionLost);

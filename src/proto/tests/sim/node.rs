@@ -17,10 +17,11 @@ use super::World;
 use super::net::{Ms, Proc};
 use crate::proto::coalesce::{Kind, Pending};
 use crate::proto::endpoint::{
-    self, AttachRefusal, Endpoint, EndpointConfig, LinkEnd, LinkState, NewLink, Origin, PeerRecord, Usage,
+    self, AttachRefusal, Endpoint, EndpointConfig, LinkEnd, LinkState, NewLink, Origin, PeerRecord,
+    Usage,
 };
-use crate::proto::session::{LinkId, LostReason};
 use crate::proto::frame::{self, CloseCode, Frame};
+use crate::proto::session::{LinkId, LostReason};
 use crate::proto::{Handshake, Session, SessionEvent};
 
 pub(super) fn name(node: usize) -> String {
@@ -405,13 +406,21 @@ impl Node {
                             name(me)
                         ));
                     }
-                    if reason != LostReason::PeerRestarted {
+                    let expected = match reason {
+                        LostReason::PeerRestarted => true,
+                        LostReason::Expired | LostReason::PeerForgot => w.expiry,
+                        _ => false,
+                    };
+                    if !expected {
                         w.checker.fail(format_args!(
                             "{} lost its session with {peer_name}: {reason:?}",
                             name(me)
                         ));
                     }
                     w.stats.sessions_lost += 1;
+                    if reason != LostReason::PeerRestarted {
+                        w.stats.expired += 1;
+                    }
                     w.checker.session_lost(format_args!(
                         "{} lost its session with {peer_name}: {reason:?}",
                         name(me)

@@ -25,6 +25,8 @@ pub(crate) struct Stats {
     pub(crate) reads: u64,
     pub(crate) crashes: u64,
     pub(crate) sessions_lost: u64,
+    /// Sessions that expired (`Expired`, or `PeerForgot` at the peer).
+    pub(crate) expired: u64,
     pub(crate) virtual_ms: u64,
     pub(crate) net: NetStats,
 }
@@ -36,6 +38,7 @@ impl Stats {
         self.reads += o.reads;
         self.crashes += o.crashes;
         self.sessions_lost += o.sessions_lost;
+        self.expired += o.expired;
         self.virtual_ms += o.virtual_ms;
         let (n, m) = (&mut self.net, &o.net);
         n.connections += m.connections;
@@ -69,6 +72,8 @@ pub(crate) struct World {
     pub(super) checker: networkio_checker::Checker,
     pub(super) config: Config,
     pub(super) stats: Stats,
+    /// Whether sessions may expire in this run.
+    pub(super) expiry: bool,
     /// The process of each node while it is up.
     alive: Vec<Option<Proc>>,
 }
@@ -112,7 +117,8 @@ fn config() -> Config {
     config.idle_timeout = Duration::from_millis(1000);
     config.handshake_timeout = Duration::from_millis(500);
     config.ack_delay = Duration::from_millis(5);
-    // Longer than any run: a session ends only because a process died.
+    // Longer than any run: a session ends only because a process died (unless a run shortens
+    // it, see `run`).
     config.session_expiry = Duration::from_secs(600);
     config
 }
@@ -148,6 +154,13 @@ pub(crate) fn run(seed: u64) -> Result<Stats, String> {
     let pace: Vec<f64> = (0..n)
         .map(|_| [0.5, 0.1, 0.01, 0.002][rng.random_range(0..4)])
         .collect();
+    // A quarter of the runs let sessions expire: partitions and crashes outlast the expiry, and
+    // the endpoint's expiry watch ends sessions (`Expired` here, `PeerForgot` at the peer).
+    let mut config = config();
+    let expiry = rng.random_bool(0.25);
+    if expiry {
+        config.session_expiry = Duration::from_millis(rng.random_range(300..2_000));
+    }
     let mut w = World {
         now: 0,
         base: Instant::now(),
@@ -155,7 +168,8 @@ pub(crate) fn run(seed: u64) -> Result<Stats, String> {
         net: Net::default(),
         accepts: Vec::new(),
         checker: networkio_checker::Checker::with_seed(seed),
-        config: config(),
+        config,
+        expiry,
         stats: Stats {
             nodes: n as u64,
             ..Stats::default()
@@ -232,13 +246,13 @@ pub(crate) fn run(seed: u64) -> Result<Stats, String> {
             }
         }
     }
-    let summary = if w.stats.crashes == 0 {
+    let summary = if w.stats.crashes == 0 && !w.expiry {
         w.checker.verdict().and_then(|s| {
             if s.handed_back == 0 && w.stats.sessions_lost == 0 {
                 Ok(s)
             } else {
                 Err(format!(
-                    "seed {seed}: no process crashed, yet sessions ended: {s:?}"
+                    "seed {seed}: no process crashed and none expired, yet sessions ended: {s:?}"
                 ))
             }
         })

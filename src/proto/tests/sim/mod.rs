@@ -45,9 +45,9 @@ use std::time::Instant;
 use world::{Stats, World, run};
 
 /// Seeds every `cargo test` runs.
-const FIXED: std::ops::Range<u64> = 0..24;
+const FIXED: std::ops::Range<u64> = 0..64;
 /// Fresh seeds per `cargo test`.
-const FRESH: usize = 4;
+const FRESH: usize = 8;
 
 fn run_all(seeds: impl IntoIterator<Item = u64>) -> (Stats, usize, f64) {
     let started = Instant::now();

@@ -1,92 +1,72 @@
-//! The glue between a peer's sans-IO session and the node: attaching a connection (the crossed-
-//! connection rule, key binding) and turning session events into node events, receipt updates
-//! and wake-ups.
+//! The glue between a peer's sans-IO session and endpoint record and the node: attaching a
+//! connection (by the endpoint's rules) and turning session events into node events, receipt
+//! updates and wake-ups.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::NodeShared;
-use super::driver::Origin;
 use super::events::Kind;
 use super::peer::{ConnectionState, Ended, PeerCore, PeerInner};
 use super::stats::NodeCounters;
-use crate::proto::admission::{Binding, binding};
-use crate::proto::session::{LinkId, LostReason};
+use super::{NodeShared, clock};
+use crate::proto::endpoint::{AttachRefusal, LinkState, NewLink, Origin};
+use crate::proto::session::LinkId;
 use crate::proto::{PeerHello, SessionEvent};
-use crate::security::{PublicKey, Security};
+use crate::security::PublicKey;
 
-/// Why a connection was not attached to its peer's session.
-#[derive(Debug)]
-pub(crate) enum Refusal {
-    /// Crossed connections: the other one is kept.
-    Crossed,
-    /// Another key holds the name; `live`: by a connection (else by a session that outlives
-    /// its connections, where the policy pins names).
-    NameInUse { live: bool },
-}
-
-/// Attaches the connection to the peer's session, unless the key binding refuses it (see
-/// [`binding`]) or the crossed-connection rule keeps the existing connection. Under the open
-/// policy, a session bound to another key and without a connection is ended first. Returns the
-/// link and the notifier that wakes this connection's driver.
+/// Attaches the connection to the peer's session by the endpoint's rules (key binding, crossed
+/// connections; see [`Endpoint::attach`](crate::proto::endpoint::Endpoint::attach)), taking the
+/// table's lock, then the peer's. Returns the link and the notifier that wakes this
+/// connection's driver; the replaced connection's driver is woken to close.
 pub(crate) fn attach(
     shared: &NodeShared,
     peer: &Arc<PeerInner>,
-    core: &mut PeerCore,
     hello: &PeerHello,
     key: Option<PublicKey>,
     origin: Origin,
     deadline: Instant,
-) -> Result<(LinkId, Arc<Notify>), Refusal> {
-    // A session id or a name is a selector, never a credential: only the key that created the
-    // session may continue it.
-    let live = core.session.link_id().is_some();
-    let pins_names = match &shared.security {
-        Security::Tls(configs) => configs.trust.pins_names(),
-        Security::InsecurePlaintext => true,
+) -> Result<(LinkId, Arc<Notify>), AttachRefusal> {
+    let table = shared.table();
+    let mut core = peer.lock();
+    let core = &mut *core;
+    let new = NewLink {
+        hello,
+        key,
+        origin,
+        deadline,
+        nonce: rand::random::<u64>().max(1),
     };
-    match binding(core.peer_key.as_ref(), key.as_ref(), live, pins_names) {
-        Binding::Attach => {}
-        // The session is not touched.
-        Binding::Refuse => return Err(Refusal::NameInUse { live }),
-        Binding::EndThenAttach => {
-            tracing::info!(
-                node = %shared.name,
-                peer = %hello.name,
-                "another key claims the name of a session without a connection: ending it"
-            );
-            // Everything unacknowledged is handed back to the application now, before the new
-            // key's link exists: none of it can be sent to that key.
-            core.session.end(Instant::now(), LostReason::KeyChanged);
-            apply_events(shared, peer, core);
-        }
+    let attached = table.attach(&mut core.record, &mut core.session, new, clock::now())?;
+    drop(table);
+    if attached.ended_session {
+        tracing::info!(
+            node = %shared.name,
+            peer = %hello.name,
+            "another key claims the name of a session without a connection: ended it"
+        );
     }
-    let dialed_by_us = origin == Origin::Dialed;
-    if core.session.link_id().is_some() && core.link_dialed_by_us != dialed_by_us {
-        // Crossed connections (each side dialed the other): both sides keep the connection
-        // dialed by the node with the smaller name, so they agree without talking.
-        let keep_ours = shared.name < hello.name;
-        if core.link_dialed_by_us == keep_ours {
-            return Err(Refusal::Crossed);
-        }
-    }
-    core.pending_key = key;
     let wake = Arc::new(Notify::new());
     let previous = std::mem::replace(&mut core.wake, wake.clone());
-    let link = core.session.begin_link(
-        Instant::now(),
-        hello,
-        deadline,
-        rand::random::<u64>().max(1),
-    );
-    core.link_dialed_by_us = dialed_by_us;
-    core.state = ConnectionState::Connecting;
+    sync_state(core);
     // The replaced connection's driver (or an idle watcher) wakes, sees it lost the link, ends.
     previous.notify_one();
     apply_events(shared, peer, core);
-    Ok((link, wake))
+    Ok((attached.link, wake))
+}
+
+/// Sets the state the application sees from the endpoint's record of the peer.
+pub(crate) fn sync_state(core: &mut PeerCore) {
+    core.state = if core.closed {
+        ConnectionState::Closed
+    } else {
+        match core.record.state() {
+            LinkState::Connecting => ConnectionState::Connecting,
+            LinkState::Connected => ConnectionState::Connected,
+            LinkState::Disconnected => ConnectionState::Disconnected,
+        }
+    };
 }
 
 /// Turns session events into node events, receipt updates and wake-ups. Called with the peer
@@ -102,8 +82,8 @@ pub(crate) fn apply_events(
             SessionEvent::Established { resumed } => {
                 established = true;
                 // The session now belongs to the key of the connection that established it.
-                core.peer_key = core.pending_key;
-                core.state = ConnectionState::Connected;
+                core.record.established();
+                sync_state(core);
                 core.resumed = resumed;
                 core.established_count += 1;
                 if shared.config.metrics {
@@ -144,7 +124,7 @@ pub(crate) fn apply_events(
                 core.lost_reason = Some(reason);
                 core.recv.lost(read_through, reason);
                 // The session is over: its key no longer holds the name.
-                core.peer_key = None;
+                core.record.session_lost();
                 publish_delivery(peer, core);
                 shared.events.push(peer, Kind::SessionLost);
                 peer.space.notify_waiters();

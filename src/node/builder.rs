@@ -1,6 +1,5 @@
 //! [`NodeBuilder`]: how a [`Node`] is configured and started.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use super::events::EventQueue;
 use super::stats::NodeCounters;
 use super::transport::HandshakeSlots;
-use super::{Node, NodeConfig, NodeShared, listen};
+use super::{Node, NodeConfig, NodeShared, listen, table};
 use crate::error::Result;
 use crate::proto::validate_name;
 use crate::security::{Identity, Security, TlsConfigs, TrustPolicy};
@@ -206,6 +205,13 @@ impl NodeBuilder {
             .map(TcpListener::local_addr)
             .collect::<std::io::Result<Vec<_>>>()?;
         let max_queued_refusals = self.config.max_queued_refusals;
+        // Whether the trust policy ties each name to one key (the key-binding rule). Without
+        // TLS a name cannot be told from another key's, so it is held as if pinned.
+        let names_pinned = match &security {
+            Security::Tls(configs) => configs.trust.pins_names(),
+            Security::InsecurePlaintext => true,
+        };
+        let table = table::new_table(&self.name, self.config.max_sessions, names_pinned);
         let shared = Arc::new(NodeShared {
             name: self.name,
             incarnation: new_incarnation(),
@@ -214,8 +220,7 @@ impl NodeBuilder {
             security,
             public_key,
             config: self.config,
-            peers: Mutex::new(HashMap::new()),
-            last_reclaim: Mutex::new(None),
+            peers: Mutex::new(table),
             events: Arc::new(EventQueue::new(max_queued_refusals)),
             closing: CancellationToken::new(),
             closed: CancellationToken::new(),

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use tokio::net::{TcpStream, ToSocketAddrs};
@@ -105,7 +105,7 @@ async fn redial_loop(
             return;
         };
         let delay = backoff.next_delay();
-        let now = Instant::now();
+        let now = super::clock::now();
         // A delay too long to represent waits a year (and still ends at shutdown).
         let until = now
             .checked_add(delay)

@@ -21,14 +21,15 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::coop::unconstrained;
 use tracing::Instrument;
 
-use super::NodeShared;
-use super::attach::{Refusal, apply_events, attach};
+use super::attach::{apply_events, attach, sync_state};
 use super::events::Kind;
-use super::peer::{ConnectionState, Peer, PeerCore, PeerInner};
+use super::peer::{Peer, PeerCore, PeerInner};
 use super::stats::{NodeCounters, Refused};
 use super::transport::{self, Slot, TlsFailure, Transport};
+use super::{NodeShared, clock};
 use crate::error::{Error, Result};
 use crate::proto::admission::RefusalReason;
+use crate::proto::endpoint::{AttachRefusal, LinkEnd};
 use crate::proto::session::LinkId;
 use crate::proto::{CloseCode, Frame, Handshake, LinkError, PeerHello, frame};
 use crate::security::{PublicKey, Security};
@@ -48,12 +49,7 @@ const CLOSE_DRAIN: usize = 256 * 1024;
 /// How long a closing connection may spend flushing its last frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Who opened the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    Dialed,
-    Accepted,
-}
+pub(crate) use crate::proto::endpoint::Origin;
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -216,7 +212,7 @@ async fn run_connection(
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     // One absolute deadline covers TLS, HELLO and SESSION: trickling bytes does not extend it.
     let hs = Handshake::new(
-        Instant::now(),
+        clock::now(),
         &shared.name,
         shared.incarnation,
         &shared.config.protocol,
@@ -354,17 +350,13 @@ async fn run_over<S: Transport>(
             return conn.finish(stream, None, false, end).await;
         }
     }
-    let attached = {
-        let mut core = peer.lock();
-        attach(shared, &peer, &mut core, &hello, key, origin, hs.deadline())
-    };
-    let (link, wake) = match attached {
+    let (link, wake) = match attach(shared, &peer, &hello, key, origin, hs.deadline()) {
         Ok(attached) => attached,
         Err(refusal) => {
             shared.forget_if_unused(&peer);
             let end = match refusal {
-                Refusal::Crossed => End::Crossed,
-                Refusal::NameInUse { live } => {
+                AttachRefusal::Crossed => End::Crossed,
+                AttachRefusal::NameInUse { live } => {
                     refused(RefusalReason::NameInUse);
                     let told = if live {
                         format!(
@@ -391,27 +383,34 @@ async fn run_over<S: Transport>(
     {
         let mut core = peer.lock();
         conn.publish_wire(shared, &mut core);
-        let current = core.session.link_id() == Some(link);
-        if current {
-            core.session.detach(Instant::now());
-        }
-        // A link error detaches inside the session; it was still ours.
-        if current || matches!(end, End::Link(_)) {
-            core.state = if core.closed {
-                ConnectionState::Closed
-            } else {
-                ConnectionState::Disconnected
-            };
-            core.last_disconnect = end.to_string();
-            if established {
-                shared.events.push(&peer, Kind::Disconnected);
-            }
-        }
-        apply_events(shared, &peer, &mut core);
+        end_link(shared, &peer, &mut core, link, &end);
     }
     tracing::debug!(node = %shared.name, peer = %hello.name, %end, "connection ended");
     shared.forget_if_unused(&peer);
     conn.finish(stream, Some(peer), established, end).await
+}
+
+/// The connection of `link` ended: the endpoint's record says whether that changes anything
+/// (only the current link's end does: a replaced link's end, however late, leaves the newer
+/// link's state and sends no event), and the node applies it.
+pub(crate) fn end_link(
+    shared: &NodeShared,
+    peer: &Arc<PeerInner>,
+    core: &mut PeerCore,
+    link: LinkId,
+    end: &End,
+) {
+    let ended = core
+        .record
+        .link_ended(&mut core.session, link, clock::now());
+    if let LinkEnd::Ended { established } = ended {
+        sync_state(core);
+        core.last_disconnect = end.to_string();
+        if established {
+            shared.events.push(peer, Kind::Disconnected);
+        }
+    }
+    apply_events(shared, peer, core);
 }
 
 struct Conn {
@@ -454,7 +453,7 @@ impl Conn {
         stream.flush().await.map_err(End::Io)?;
         loop {
             if let Some(hello) = hs
-                .handle_input(Instant::now(), &mut self.rbuf)
+                .handle_input(clock::now(), &mut self.rbuf)
                 .map_err(End::Link)?
             {
                 return Ok(hello);
@@ -487,14 +486,18 @@ impl Conn {
         let mut fresh = false;
         // The socket had no more input: the session is told at the top of the loop.
         let mut drained = false;
+        // The session's next timer: one `Sleep`, moved when the session's deadline moves.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             // Whether the session may have more to encode than the first slice took.
             let mut more;
             let woken = wake.notified();
-            let now = Instant::now();
+            let now = clock::now();
             let (timeout, held) = {
                 let mut core = peer.lock();
-                if core.session.link_id() != Some(link) {
+                if !core.record.is_current(link) {
                     return (established, End::Replaced);
                 }
                 self.publish_wire(shared, &mut core);
@@ -534,7 +537,7 @@ impl Conn {
             while more && self.wbuf.len() < WRITE_BATCH {
                 let mut core = peer.lock();
                 let limit = (self.wbuf.len() + LOCKED_ENCODE).min(WRITE_BATCH);
-                more = core.session.link_id() == Some(link)
+                more = core.record.is_current(link)
                     && core.session.poll_transmit(now, &mut self.wbuf, limit)
                     && self.wbuf.len() >= limit;
             }
@@ -562,7 +565,10 @@ impl Conn {
                 }
                 continue;
             }
-            let sleep = timeout.map(tokio::time::Instant::from_std);
+            if let Some(at) = timeout.filter(|&at| armed != Some(at)) {
+                timer.as_mut().reset(tokio::time::Instant::from_std(at));
+            }
+            armed = timeout;
             tokio::select! {
                 _ = shared.closed.cancelled() => {
                     let end = shared.closing_end();
@@ -570,7 +576,7 @@ impl Conn {
                         // The peer must learn what we received before our session ends, or it
                         // would hand back messages we hold. Nothing else is sent.
                         let mut core = peer.lock();
-                        if core.session.link_id() == Some(link) {
+                        if core.record.is_current(link) {
                             core.session.flush_ack(&mut self.wbuf);
                         }
                     }
@@ -596,7 +602,7 @@ impl Conn {
                     }
                 }
                 _ = woken => {}
-                _ = sleep_until(sleep) => {}
+                () = &mut timer, if armed.is_some() => {}
             }
         }
     }
@@ -707,12 +713,5 @@ async fn write_or_flush(
         writer.flush().await.map(|()| Wrote::Flushed)
     } else {
         writer.write_buf(wbuf).await.map(Wrote::Bytes)
-    }
-}
-
-pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -80,8 +80,41 @@ pub(crate) async fn accept_loop(shared: Arc<NodeShared>, listener: TcpListener) 
     }
 }
 
+/// Whether an accept failed for want of resources (descriptors, buffers, memory): a state of the
+/// process or the system that passes, so the loop backs off instead of spinning. The errno
+/// values differ between platforms; `libc` has each platform's.
 fn is_resource_exhaustion(e: &io::Error) -> bool {
-    // EMFILE (24) and ENFILE (23) on Linux and the BSDs; ENOBUFS (105) and ENOMEM (12) as
-    // numbered on Linux also mean "not now".
-    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
+    if e.kind() == io::ErrorKind::OutOfMemory {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows reports descriptor and buffer exhaustion as WSAEMFILE and WSAENOBUFS.
+        matches!(e.raw_os_error(), Some(10024 | 10055))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn descriptor_and_memory_exhaustion_back_off_other_errors_do_not() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::ECONNABORTED, libc::EINTR, libc::EPERM] {
+            assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(
+                errno
+            )));
+        }
+    }
 }

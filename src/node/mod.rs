@@ -7,6 +7,7 @@
 
 mod attach;
 mod builder;
+mod clock;
 mod config;
 mod dial;
 mod driver;
@@ -17,13 +18,14 @@ mod peer;
 mod recv;
 mod stats;
 mod table;
+#[cfg(test)]
+mod tests;
 mod transport;
 mod watch;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::ToSocketAddrs;
 use tokio::sync::Semaphore;
@@ -40,7 +42,6 @@ pub use stats::{HandshakeRefusals, NodeStats};
 use crate::error::Result;
 use crate::security::{PublicKey, Security};
 use events::EventQueue;
-use peer::PeerInner;
 use stats::NodeCounters;
 use transport::HandshakeSlots;
 
@@ -49,9 +50,8 @@ pub(crate) struct NodeShared {
     pub(crate) name: String,
     pub(crate) incarnation: u64,
     pub(crate) config: NodeConfig,
-    pub(crate) peers: Mutex<HashMap<String, Arc<PeerInner>>>,
-    /// When the session cap last made a reclaiming scan of `peers`.
-    pub(crate) last_reclaim: Mutex<Option<Instant>>,
+    /// The peer table (the sans-IO endpoint); see `table` for the lock order.
+    pub(crate) peers: Mutex<table::PeerTable>,
     pub(crate) events: Arc<EventQueue>,
     /// Connection cap: one permit per live connection.
     pub(crate) connections: Arc<Semaphore>,
@@ -159,8 +159,8 @@ impl Node {
 
     /// The known peer called `name`.
     pub fn peer(&self, name: &str) -> Option<Peer> {
-        let peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.get(name).cloned().map(Peer::from_inner)
+        let table = self.shared.table();
+        table.get(name).cloned().map(Peer::from_inner)
     }
 
     /// A snapshot of the node: totals over its life (kept up to date by the connections, O(1)
@@ -223,8 +223,8 @@ impl Node {
 
     /// Every known peer.
     pub fn peers(&self) -> Vec<Peer> {
-        let peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.values().cloned().map(Peer::from_inner).collect()
+        let table = self.shared.table();
+        table.entries().cloned().map(Peer::from_inner).collect()
     }
 
     /// Shuts the node down gracefully:

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -15,6 +15,7 @@ use tokio::sync::{Notify, watch};
 use super::events::{Event, Kind};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::proto::endpoint::PeerRecord;
 use crate::proto::session::LostReason;
 use crate::proto::{PushError, Session, SessionCounters};
 
@@ -23,9 +24,22 @@ use crate::proto::{PushError, Session, SessionCounters};
 /// Cloning gives another handle to the same peer; handles are cheap and usable from any task.
 /// The peer's session (its queues, its sequence numbers) lives as long as the node keeps it,
 /// across any number of connections.
-#[derive(Clone)]
 pub struct Peer {
     pub(crate) inner: Arc<PeerInner>,
+}
+
+/// Handles are counted (see `PeerInner::handles`): a peer the application can reach is never
+/// dropped from the node's table.
+impl Clone for Peer {
+    fn clone(&self) -> Self {
+        Peer::from_inner(self.inner.clone())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.inner.handles.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Peer {
@@ -146,6 +160,9 @@ pub(crate) struct PeerInner {
     /// The kind (`Connected` or `Disconnected`) of the connection event queued last: what the
     /// last connection marker taken from the queue reports (see `EventQueue::pop`).
     pub(crate) last_link_event: AtomicU8,
+    /// The application's [`Peer`] handles to this peer (the node's own references are not
+    /// counted). An atomic beside the lock: handles are cloned and dropped without it.
+    handles: AtomicUsize,
 }
 
 /// Everything behind the peer's lock: the sans-IO session and what the driver reports.
@@ -154,8 +171,6 @@ pub(crate) struct PeerCore {
     pub(crate) state: ConnectionState,
     /// Wakes the driver of the current connection (one waiter: `notify_one` keeps a permit).
     pub(crate) wake: Arc<Notify>,
-    /// Who dialed the current link, for the crossed-connection rule.
-    pub(crate) link_dialed_by_us: bool,
     /// Address we dial to reach this peer, if we dialed it.
     pub(crate) dial_addr: Option<SocketAddr>,
     pub(crate) resumed: bool,
@@ -168,10 +183,9 @@ pub(crate) struct PeerCore {
     /// message was acknowledged before the end. One entry per session loss (peer restart or
     /// expiry), so it stays tiny.
     pub(crate) ended: Vec<Ended>,
-    /// The key the current session belongs to (TLS only): no other key may attach to it.
-    pub(crate) peer_key: Option<crate::security::PublicKey>,
-    /// The key of the connection currently attached, adopted when it establishes the session.
-    pub(crate) pending_key: Option<crate::security::PublicKey>,
+    /// The endpoint's record of the peer: the key the session is bound to (TLS only) and the
+    /// current link. Every connection-level decision goes through it (see `proto::endpoint`).
+    pub(crate) record: PeerRecord<crate::security::PublicKey>,
     /// Whether a task watches this peer's timers while it has no connection.
     pub(crate) watched: bool,
     /// Receivers waiting in [`Peer::recv`] and the session losses they are owed.
@@ -204,7 +218,6 @@ impl PeerInner {
                 session,
                 state: ConnectionState::Disconnected,
                 wake: Arc::new(Notify::new()),
-                link_dialed_by_us: false,
                 dial_addr: None,
                 resumed: false,
                 last_disconnect: String::new(),
@@ -213,8 +226,7 @@ impl PeerInner {
                 established_count: 0,
                 closed: false,
                 ended: Vec::new(),
-                peer_key: None,
-                pending_key: None,
+                record: PeerRecord::new(),
                 watched: false,
                 recv: Default::default(),
                 published: SessionCounters::default(),
@@ -225,7 +237,13 @@ impl PeerInner {
             delivery: watch::Sender::new(DeliveryState::default()),
             pending_events: AtomicU8::new(0),
             last_link_event: AtomicU8::new(0),
+            handles: AtomicUsize::new(0),
         })
+    }
+
+    /// The application's handles to this peer.
+    pub(crate) fn handles(&self) -> usize {
+        self.handles.load(Ordering::Relaxed)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, PeerCore> {
@@ -235,6 +253,7 @@ impl PeerInner {
 
 impl Peer {
     pub(crate) fn from_inner(inner: Arc<PeerInner>) -> Self {
+        inner.handles.fetch_add(1, Ordering::Relaxed);
         Peer { inner }
     }
 

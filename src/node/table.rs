@@ -1,66 +1,74 @@
-//! The node's peer table: finding or creating a peer's entry under the session cap, and
-//! dropping entries that hold nothing.
+//! The node's peer table: the sans-IO [`Endpoint`] behind the table's lock, holding each peer's
+//! shared state. The rules (session cap, reclaiming, key binding, crossed connections) are the
+//! endpoint's; this is the glue.
+//!
+//! Lock order: the table, then a peer. Messages take only their peer's lock; the table is
+//! taken once or twice per connection (admission, attachment) and by the node's queries.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use super::NodeShared;
 use super::peer::PeerInner;
+use super::{NodeShared, clock};
 use crate::proto::Session;
+use crate::proto::endpoint::{Endpoint, EndpointConfig, Entry, Usage};
 
-/// Whether a peer entry carries nothing worth keeping: no session, no connection, nothing queued
-/// either way, nothing handed back waiting for the application.
-pub(crate) fn holds_nothing(peer: &PeerInner) -> bool {
-    let core = peer.lock();
-    core.session.peer_incarnation() == 0
-        && core.session.link_id().is_none()
-        && core.session.unacked_len() == 0
-        && core.session.inbox_len() == 0
-        && core.handed_back.is_empty()
+/// Shortest time between two reclaiming scans of a full table (see
+/// [`EndpointConfig::reclaim_interval`]).
+const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The node's table.
+pub(crate) type PeerTable = Endpoint<Arc<PeerInner>>;
+
+pub(crate) fn new_table(local_name: &str, max_sessions: usize, names_pinned: bool) -> PeerTable {
+    Endpoint::new(EndpointConfig {
+        local_name: local_name.to_owned(),
+        max_sessions,
+        reclaim_interval: RECLAIM_INTERVAL,
+        names_pinned,
+    })
+}
+
+impl Entry for Arc<PeerInner> {
+    fn usage(&self) -> Usage {
+        usage(self, &self.lock())
+    }
+}
+
+/// What `peer` holds, read under its lock (`core`). An event waiting in the queue counts as a
+/// handle: taking it makes one.
+pub(crate) fn usage(peer: &PeerInner, core: &super::peer::PeerCore) -> Usage {
+    let queued = peer.pending_events.load(Ordering::Acquire) != 0;
+    let handles = peer.handles().saturating_add(usize::from(queued));
+    core.record
+        .usage(&core.session, handles, core.handed_back.len())
 }
 
 impl NodeShared {
+    pub(crate) fn table(&self) -> std::sync::MutexGuard<'_, PeerTable> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Drops a peer entry that a connection created but never used: no session, nothing queued,
     /// no connection, and no handle held outside the node. Failed handshakes leave nothing behind.
-    pub(crate) fn forget_if_unused(&self, peer: &Arc<PeerInner>) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        // Two references: the map's and the caller's.
-        if Arc::strong_count(peer) <= 2 && holds_nothing(peer) {
-            peers.remove(&peer.name);
-        }
+    pub(crate) fn forget_if_unused(&self, peer: &PeerInner) {
+        self.table().forget_if_unused(&peer.name);
     }
 
     /// The peer named `name`, created (with an empty session) if unknown and the session cap
     /// allows.
     pub(crate) fn peer_entry(&self, name: &str) -> Option<Arc<PeerInner>> {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if !peers.contains_key(name) && peers.len() >= self.config.max_sessions {
-            // Full: make room from entries whose sessions ended (expired, lost) and that nobody
-            // holds a handle to. The scan visits every entry, so strangers knocking at the cap
-            // get it at most once a second; the rest are refused.
-            let now = Instant::now();
-            let mut last = self.last_reclaim.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1)) {
-                return None;
-            }
-            *last = Some(now);
-            drop(last);
-            peers.retain(|_, peer| Arc::strong_count(peer) > 1 || !holds_nothing(peer));
-            if peers.len() >= self.config.max_sessions {
-                return None;
-            }
-        }
-        let peer = peers
-            .entry(name.to_owned())
-            .or_insert_with(|| {
-                let peer = PeerInner::new(
-                    name.to_owned(),
-                    Session::new(Instant::now(), self.incarnation, self.config.protocol),
-                );
-                peer.lock().closed = self.closing.is_cancelled();
-                peer
-            })
-            .clone();
-        Some(peer)
+        let now = clock::now();
+        let mut table = self.table();
+        let peer = table.admit(name, now, || {
+            let peer = PeerInner::new(
+                name.to_owned(),
+                Session::new(now, self.incarnation, self.config.protocol),
+            );
+            peer.lock().closed = self.closing.is_cancelled();
+            peer
+        });
+        peer.ok().cloned()
     }
 }

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::NodeShared;
 use super::attach::apply_events;
-use super::driver::sleep_until;
 use super::peer::PeerInner;
+use super::{NodeShared, clock, table};
+use crate::proto::endpoint::Watch;
 
 /// Waits while the peer has no connection, firing the session's timers (expiry) on time.
 /// Returns when a connection attaches, when `until` passes, or at shutdown.
@@ -16,7 +16,7 @@ use super::peer::PeerInner;
 /// With `until` = `None` this is the peer's expiry watcher, run by the task of the connection
 /// that just ended: at most one per peer (later ones return at once). It keeps watching while
 /// the application may still queue messages (a push wakes it), and stops once the peer holds
-/// nothing and nobody else refers to it.
+/// nothing and no handle to it is left (the endpoint's `Watch` and `Usage` rules).
 pub(crate) async fn idle(shared: &NodeShared, peer: &Arc<PeerInner>, until: Option<Instant>) {
     let _watch = match until {
         Some(_) => None,
@@ -26,39 +26,35 @@ pub(crate) async fn idle(shared: &NodeShared, peer: &Arc<PeerInner>, until: Opti
         },
     };
     loop {
-        let (wake, timeout) = {
+        let (wake, next) = {
             let mut core = peer.lock();
-            if core.session.link_id().is_some() {
+            let core = &mut *core;
+            let now = clock::now();
+            let watch = core.record.watch(&mut core.session, now);
+            apply_events(shared, peer, core);
+            let next = match (watch, until) {
+                (Watch::Linked, _) => return,
+                (Watch::Until(t), Some(u)) => t.min(u),
+                (Watch::Until(t), None) => t,
+                (Watch::NothingDue, Some(u)) => u,
+                (Watch::NothingDue, None) => {
+                    // Nobody can queue a message any more: stop, so the entry can be
+                    // reclaimed. Otherwise look again now and then (a handle may go).
+                    if table::usage(peer, core).unused() {
+                        return;
+                    }
+                    now + WATCH_RECHECK
+                }
+            };
+            if until.is_some_and(|u| u <= now) {
                 return;
             }
-            let now = Instant::now();
-            if core.session.poll_timeout().is_some_and(|t| t <= now) {
-                let _ = core.session.handle_timeout(now);
-                apply_events(shared, peer, &mut core);
-            }
-            (core.wake.clone(), core.session.poll_timeout())
+            (core.wake.clone(), next)
         };
-        let next = match (timeout, until) {
-            (Some(t), Some(u)) => Some(t.min(u)),
-            (None, None) => {
-                // Nothing to expire. Once the peer holds nothing and nobody but this watcher
-                // and the connection task that runs it (and the peer table) refers to it, no
-                // message can be queued any more: stop, so the entry can be reclaimed.
-                // Otherwise look again now and then.
-                if super::table::holds_nothing(peer) && Arc::strong_count(peer) <= 3 {
-                    return;
-                }
-                Some(Instant::now() + WATCH_RECHECK)
-            }
-            (t, u) => t.or(u),
-        };
-        if until.is_some_and(|u| u <= Instant::now()) {
-            return;
-        }
         tokio::select! {
             _ = shared.closing.cancelled() => return,
             _ = wake.notified() => {}
-            _ = sleep_until(next.map(tokio::time::Instant::from_std)) => {}
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {}
         }
     }
 }

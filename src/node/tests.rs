@@ -20,7 +20,11 @@ use crate::proto::session::{LinkId, LostReason};
 use crate::proto::{Config, LinkError, PeerHello, Session};
 
 async fn node(name: &str) -> Node {
-    Node::builder(name).insecure_plaintext().start().await.unwrap()
+    Node::builder(name)
+        .insecure_plaintext()
+        .start()
+        .await
+        .unwrap()
 }
 
 fn hello(name: &str, incarnation: u64, config: &Config) -> PeerHello {
@@ -89,7 +93,11 @@ impl Remote {
 fn break_link(peer: &PeerInner) {
     let mut core = peer.lock();
     let mut garbage = BytesMut::from(&[0xff; 8][..]);
-    assert!(core.session.handle_input(clock::now(), &mut garbage).is_err());
+    assert!(
+        core.session
+            .handle_input(clock::now(), &mut garbage)
+            .is_err()
+    );
 }
 
 fn link_error() -> End {
@@ -155,7 +163,9 @@ async fn a_session_without_a_link_expires_on_the_paused_clock() {
     let link = remote.connect(&node, &peer);
     remote.carry(&node, &peer);
     drain(&mut events);
-    handle.try_send_bytes(Bytes::from_static(b"never acknowledged")).unwrap();
+    handle
+        .try_send_bytes(Bytes::from_static(b"never acknowledged"))
+        .unwrap();
     break_link(&peer);
     end_link(&node.shared, &peer, &mut peer.lock(), link, &link_error());
     assert!(matches!(
@@ -211,7 +221,10 @@ async fn an_entry_is_forgotten_only_without_handles() {
     drop(copy);
     assert_eq!(peer.handles(), 0);
     node.shared.forget_if_unused(&peer);
-    assert!(node.peer("p").is_none(), "internal references do not keep it");
+    assert!(
+        node.peer("p").is_none(),
+        "internal references do not keep it"
+    );
     drop(extra_internal_reference);
     node.abort().await;
 }

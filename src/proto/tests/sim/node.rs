@@ -363,13 +363,15 @@ impl Node {
         let Some(peer) = self.endpoint.get(&peer_name).map(|e| e.0.clone()) else {
             return;
         };
-        let mut p = peer.borrow_mut();
-        let p = &mut *p;
+        let mut guard = peer.borrow_mut();
+        let p = &mut *guard;
         let end = p.record.link_ended(&mut p.session, id, w.instant());
         if let LinkEnd::Ended { established: true } = end {
             self.push(p, &peer_name, Kind::Disconnected);
         }
         self.apply_events(w, p);
+        drop(guard);
+        self.endpoint.forget_if_unused(&peer_name);
     }
 
     /// Applies what the session reported, as the node's `apply_events` does.

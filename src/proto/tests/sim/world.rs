@@ -25,7 +25,7 @@ pub(crate) struct Stats {
     pub(crate) reads: u64,
     pub(crate) crashes: u64,
     pub(crate) sessions_lost: u64,
-    /// Sessions that expired (`Expired`, or `PeerForgot` at the peer).
+    /// Sessions that ended as `Expired` or `PeerForgot`.
     pub(crate) expired: u64,
     pub(crate) virtual_ms: u64,
     pub(crate) net: NetStats,
@@ -72,6 +72,7 @@ pub(crate) struct World {
     pub(super) checker: networkio_checker::Checker,
     pub(super) config: Config,
     pub(super) stats: Stats,
+    tracing: bool,
     /// Whether sessions may expire in this run.
     pub(super) expiry: bool,
     /// The process of each node while it is up.
@@ -81,6 +82,13 @@ pub(crate) struct World {
 impl World {
     pub(super) fn instant(&self) -> Instant {
         self.base + Duration::from_millis(self.now)
+    }
+
+    /// Prints what happens, with `NETWORKIO_SIM_TRACE` set (for replaying a seed).
+    pub(super) fn trace(&self, what: std::fmt::Arguments<'_>) {
+        if self.tracing {
+            eprintln!("{:>6} ms {what}", self.now);
+        }
     }
 
     pub(super) fn up(&self, node: usize) -> Option<Proc> {
@@ -169,6 +177,7 @@ pub(crate) fn run(seed: u64) -> Result<Stats, String> {
         accepts: Vec::new(),
         checker: networkio_checker::Checker::with_seed(seed),
         config,
+        tracing: std::env::var_os("NETWORKIO_SIM_TRACE").is_some(),
         expiry,
         stats: Stats {
             nodes: n as u64,
@@ -295,6 +304,7 @@ fn inject(w: &mut World, nodes: &mut [Option<Node>], down_until: &mut [Ms], r: R
         let i = w.rng.random_range(0..n);
         if let Some(node) = nodes[i].take() {
             w.stats.crashes += 1;
+            w.trace(format_args!("n{i} crashes"));
             let proc = node.proc;
             node.crash(w);
             for conn in w.accepts_for(proc) {

@@ -51,6 +51,7 @@
 //! [`Session`]: crate::proto::Session
 //! [`LostReason::PeerRestarted`]: crate::proto::session::LostReason::PeerRestarted
 
+mod app;
 mod net;
 mod node;
 mod world;

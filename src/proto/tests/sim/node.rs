@@ -10,10 +10,11 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BytesMut;
 use rand::Rng;
 
 use super::World;
+use super::app::decode;
 use super::net::{Ms, Proc};
 use crate::proto::coalesce::{Kind, Pending};
 use crate::proto::endpoint::{
@@ -28,28 +29,8 @@ pub(super) fn name(node: usize) -> String {
     format!("n{node}")
 }
 
-fn node_of(name: &str) -> Option<usize> {
+pub(super) fn node_of(name: &str) -> Option<usize> {
     name.strip_prefix('n')?.parse().ok()
-}
-
-/// A test message: sender and receiver node, index in their stream, padding so frames differ
-/// in length (cuts land at every kind of offset).
-pub(super) fn payload(from: usize, to: usize, index: u64) -> Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_u8(from as u8);
-    buf.put_u8(to as u8);
-    buf.put_u64(index);
-    buf.put_bytes(0x5a, (index % 29) as usize);
-    buf.freeze()
-}
-
-fn decode(payload: &[u8]) -> Option<(usize, usize, u64)> {
-    let index = u64::from_be_bytes(payload.get(2..10)?.try_into().ok()?);
-    Some((
-        usize::from(*payload.first()?),
-        usize::from(payload[1]),
-        index,
-    ))
 }
 
 /// A peer's entry: what the node keeps per peer beside the endpoint's table.
@@ -60,10 +41,10 @@ pub(super) struct Peer {
     pub(super) session: Session,
     pub(super) record: PeerRecord<usize>,
     /// (seq, stream index) of the messages of the current generation not acknowledged yet.
-    unacked: VecDeque<(u64, u64)>,
+    pub(super) unacked: VecDeque<(u64, u64)>,
     /// Stream indexes handed back, not yet taken by the application.
-    handed_back: Vec<u64>,
-    pending: Pending,
+    pub(super) handed_back: Vec<u64>,
+    pub(super) pending: Pending,
     /// The last connection event the application received.
     pub(super) app_link: Option<Kind>,
 }
@@ -81,9 +62,9 @@ impl endpoint::Entry for Entry {
 
 /// This node's end of one connection.
 #[derive(Debug)]
-struct Link {
-    conn: usize,
-    end: usize,
+pub(super) struct Link {
+    pub(super) conn: usize,
+    pub(super) end: usize,
     /// The node this link dialed.
     target: Option<usize>,
     hs: Handshake,
@@ -103,11 +84,11 @@ struct Link {
 pub(super) struct Node {
     pub(super) proc: Proc,
     pub(super) endpoint: Endpoint<Entry>,
-    links: Vec<Link>,
+    pub(super) links: Vec<Link>,
     /// Nodes this one dials, with when to dial next (`None`: a dial of ours is under way).
     dials: Vec<(usize, Option<Ms>)>,
     /// The application's notification queue: at most one marker per (peer, kind).
-    queue: VecDeque<(String, Kind)>,
+    pub(super) queue: VecDeque<(String, Kind)>,
 }
 
 impl Node {
@@ -463,82 +444,6 @@ impl Node {
     fn push(&mut self, p: &mut Peer, peer: &str, kind: Kind) {
         if p.pending.push(kind) {
             self.queue.push_back((peer.to_owned(), kind));
-        }
-    }
-
-    // ---- the application's part -------------------------------------------------------------
-
-    /// The application queues up to `n` messages to `to`; returns how many were accepted.
-    pub(super) fn send(&mut self, w: &mut World, to: usize, n: usize) -> usize {
-        let Some(peer) = self.peer(to) else { return 0 };
-        let mut p = peer.borrow_mut();
-        let (from, to_name) = (self.name(), name(to));
-        let mut sent = 0;
-        for _ in 0..n {
-            let index = w.checker.sent(&from, &to_name);
-            let Ok(seq) = p.session.send(payload(self.proc.0, to, index)) else {
-                break;
-            };
-            w.checker.send(&from, &to_name);
-            p.unacked.push_back((seq, index));
-            sent += 1;
-        }
-        sent
-    }
-
-    /// The application takes up to `n` notifications and acts on them.
-    pub(super) fn take_events(&mut self, w: &mut World, n: usize) {
-        for _ in 0..n {
-            let Some((peer_name, kind)) = self.queue.pop_front() else {
-                return;
-            };
-            let Some(peer) = self.endpoint.get(&peer_name).map(|e| e.0.clone()) else {
-                continue;
-            };
-            let mut p = peer.borrow_mut();
-            let kind = p.pending.take(kind);
-            match kind {
-                Kind::Message => self.read(w, &peer_name, &mut p),
-                Kind::Connected | Kind::Disconnected => p.app_link = Some(kind),
-                Kind::SessionLost => {
-                    for index in std::mem::take(&mut p.handed_back) {
-                        w.checker.handed_back(&self.name(), &peer_name, index);
-                    }
-                }
-                Kind::Delivered => {}
-            }
-        }
-    }
-
-    fn read(&self, w: &mut World, peer_name: &str, p: &mut Peer) {
-        for m in p.session.read(usize::MAX) {
-            match decode(&m) {
-                Some((from, to, index)) => {
-                    w.checker
-                        .read_from(peer_name, &name(from), &name(to), index);
-                    w.stats.reads += 1;
-                }
-                None => w
-                    .checker
-                    .foreign(format_args!("{} read {m:?}", self.name())),
-            }
-        }
-    }
-
-    /// The process dies: what it held is gone (the checker excuses it), its connections reset.
-    pub(super) fn crash(self, w: &mut World) {
-        let me = self.name();
-        for (_, entry) in self.peers() {
-            let p = entry.borrow();
-            for m in p.session.peek(usize::MAX) {
-                if let Some((from, to, index)) = decode(m) {
-                    w.checker.excuse(&name(from), &name(to), index);
-                }
-            }
-        }
-        w.checker.sender_crashed(&me);
-        for link in &self.links {
-            w.net.close(link.conn, link.end, w.now);
         }
     }
 }

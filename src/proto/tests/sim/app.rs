@@ -52,13 +52,11 @@ impl Node {
     /// The application takes up to `n` notifications and acts on them.
     pub(super) fn take_events(&mut self, w: &mut World, n: usize) {
         for _ in 0..n {
-            let Some((peer_name, kind)) = self.queue.pop_front() else {
+            let Some((peer, kind)) = self.queue.pop_front() else {
                 return;
             };
-            let Some(peer) = self.endpoint.get(&peer_name).map(|e| e.0.clone()) else {
-                continue;
-            };
             let mut p = peer.borrow_mut();
+            let peer_name = name(p.node);
             let kind = p.pending.take(kind);
             match kind {
                 Kind::Message => self.read(w, &peer_name, &mut p),

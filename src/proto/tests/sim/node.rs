@@ -47,6 +47,9 @@ pub(super) struct Peer {
     pub(super) pending: Pending,
     /// The last connection event the application received.
     pub(super) app_link: Option<Kind>,
+    /// Whether the application holds a handle to the peer: it keeps the one `connect` gave it
+    /// for the peers it dials, and drops the others after use.
+    pub(super) held: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -55,8 +58,8 @@ pub(super) struct Entry(pub(super) Rc<RefCell<Peer>>);
 impl endpoint::Entry for Entry {
     fn usage(&self) -> Usage {
         let p = self.0.borrow();
-        // The application holds a handle to every peer it knows.
-        p.record.usage(&p.session, 1, p.handed_back.len())
+        p.record
+            .usage(&p.session, usize::from(p.held), p.handed_back.len())
     }
 }
 
@@ -88,7 +91,7 @@ pub(super) struct Node {
     /// Nodes this one dials, with when to dial next (`None`: a dial of ours is under way).
     dials: Vec<(usize, Option<Ms>)>,
     /// The application's notification queue: at most one marker per (peer, kind).
-    pub(super) queue: VecDeque<(String, Kind)>,
+    pub(super) queue: VecDeque<(Rc<RefCell<Peer>>, Kind)>,
 }
 
 impl Node {
@@ -160,7 +163,7 @@ impl Node {
             let mut p = peer.borrow_mut();
             let p = &mut *p;
             p.record.watch(&mut p.session, w.instant());
-            self.apply_events(w, p);
+            self.apply_events(w, &peer, p);
         }
     }
 
@@ -262,7 +265,7 @@ impl Node {
             p.session.poll_transmit(now, &mut out, 1 << 16);
             w.net.write(link.conn, link.end, out.freeze(), w.now);
         }
-        self.apply_events(w, p);
+        self.apply_events(w, &peer, p);
         alive
     }
 
@@ -270,6 +273,7 @@ impl Node {
     fn attach(&mut self, w: &mut World, i: usize, hello: &crate::proto::PeerHello) -> bool {
         let now = w.instant();
         let (local_inc, config) = (self.proc.1, w.config);
+        let held = node_of(&hello.name).is_some_and(|n| self.targets().any(|t| t == n));
         let Ok(entry) = self.endpoint.admit(&hello.name, now, || {
             Entry(Rc::new(RefCell::new(Peer {
                 node: node_of(&hello.name).unwrap_or(usize::MAX),
@@ -279,6 +283,7 @@ impl Node {
                 handed_back: Vec::new(),
                 pending: Pending::default(),
                 app_link: None,
+                held,
             })))
         }) else {
             self.links[i].close = Some(CloseCode::Busy);
@@ -313,7 +318,7 @@ impl Node {
             hello.name,
             hello.incarnation
         ));
-        self.apply_events(w, p);
+        self.apply_events(w, &peer, p);
         drop(guard);
         match attached {
             Ok(attached) => {
@@ -326,7 +331,9 @@ impl Node {
                     AttachRefusal::Crossed => CloseCode::Replaced,
                     AttachRefusal::NameInUse { .. } => CloseCode::NameInUse,
                 });
-                self.endpoint.forget_if_unused(&hello.name);
+                if self.endpoint.forget_if_unused(&hello.name) {
+                    w.stats.forgotten += 1;
+                }
                 false
             }
         }
@@ -363,15 +370,17 @@ impl Node {
             link.close
         ));
         if let LinkEnd::Ended { established: true } = end {
-            self.push(p, &peer_name, Kind::Disconnected);
+            self.push(&peer, p, Kind::Disconnected);
         }
-        self.apply_events(w, p);
+        self.apply_events(w, &peer, p);
         drop(guard);
-        self.endpoint.forget_if_unused(&peer_name);
+        if self.endpoint.forget_if_unused(&peer_name) {
+            w.stats.forgotten += 1;
+        }
     }
 
     /// Applies what the session reported, as the node's `apply_events` does.
-    fn apply_events(&mut self, w: &mut World, p: &mut Peer) {
+    fn apply_events(&mut self, w: &mut World, entry: &Rc<RefCell<Peer>>, p: &mut Peer) {
         let me = self.proc.0;
         while let Some(event) = p.session.poll_event() {
             let peer_name = name(p.node);
@@ -383,16 +392,16 @@ impl Node {
             match event {
                 SessionEvent::Established { .. } => {
                     p.record.established();
-                    self.push(p, &peer_name, Kind::Connected);
+                    self.push(entry, p, Kind::Connected);
                 }
-                SessionEvent::Received => self.push(p, &peer_name, Kind::Message),
+                SessionEvent::Received => self.push(entry, p, Kind::Message),
                 SessionEvent::Delivered { up_to } => {
                     while p.unacked.front().is_some_and(|&(seq, _)| seq <= up_to) {
                         if let Some((_, index)) = p.unacked.pop_front() {
                             w.checker.acked(&name(me), &peer_name, index);
                         }
                     }
-                    self.push(p, &peer_name, Kind::Delivered);
+                    self.push(entry, p, Kind::Delivered);
                 }
                 SessionEvent::Lost {
                     unacked, reason, ..
@@ -435,15 +444,17 @@ impl Node {
                     ));
                     p.handed_back.extend(got);
                     p.record.session_lost();
-                    self.push(p, &peer_name, Kind::SessionLost);
+                    self.push(entry, p, Kind::SessionLost);
                 }
             }
         }
     }
 
-    fn push(&mut self, p: &mut Peer, peer: &str, kind: Kind) {
+    /// Queues a notification unless one of its kind is waiting (the marker holds the entry,
+    /// as the node's holds the peer).
+    fn push(&mut self, entry: &Rc<RefCell<Peer>>, p: &mut Peer, kind: Kind) {
         if p.pending.push(kind) {
-            self.queue.push_back((peer.to_owned(), kind));
+            self.queue.push_back((entry.clone(), kind));
         }
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Stats {
     pub(crate) sessions_lost: u64,
     /// Sessions that ended as `Expired` or `PeerForgot`.
     pub(crate) expired: u64,
+    /// Unused entries the endpoint dropped after a link's end.
+    pub(crate) forgotten: u64,
     pub(crate) virtual_ms: u64,
     pub(crate) net: NetStats,
 }
@@ -39,6 +41,7 @@ impl Stats {
         self.crashes += o.crashes;
         self.sessions_lost += o.sessions_lost;
         self.expired += o.expired;
+        self.forgotten += o.forgotten;
         self.virtual_ms += o.virtual_ms;
         let (n, m) = (&mut self.net, &o.net);
         n.connections += m.connections;

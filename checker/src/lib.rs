@@ -14,7 +14,9 @@
 //! - **out of order**: read after a later message of the same stream;
 //! - **foreign**: read but never sent, attributed to the wrong sender, or undecodable;
 //! - **both**: acknowledged to its sender and also handed back (the sender cannot tell what
-//!   happened to it).
+//!   happened to it);
+//! - **unsettled** (on request, [`Checker::check_settled`]): neither acknowledged nor handed
+//!   back once every session has settled.
 //!
 //! One outcome no protocol can avoid is counted, not failed, in [`Checker::assert_accounted`]:
 //! *in doubt*, read by the receiver and handed back to the sender because the session ended
@@ -249,6 +251,23 @@ impl Checker {
         }
     }
 
+    /// Records a failure for every message whose sender never learned its fate: neither
+    /// acknowledged nor handed back, and not excused by a crash. For the end of a run in which
+    /// every surviving session has settled (nothing unacknowledged).
+    pub fn check_settled(&mut self) {
+        let mut unsettled = Vec::new();
+        for ((from, to), stream) in &self.streams {
+            for (index, f) in stream.msgs.iter().enumerate() {
+                if !f.acked && f.handed_back == 0 && !f.excused {
+                    unsettled.push(format!(
+                        "unsettled: {from}->{to} #{index} neither acknowledged nor handed back"
+                    ));
+                }
+            }
+        }
+        self.failures.extend(unsettled);
+    }
+
     /// How many reads were recorded (including duplicates and foreign ones).
     pub fn reads(&self) -> u64 {
         self.reads
@@ -449,6 +468,18 @@ mod tests {
         c.read("a", "b", 0);
         c.acked("a", "b", 0);
         c.handed_back("a", "b", 0);
+        c.assert_accounted();
+    }
+
+    #[test]
+    #[should_panic(expected = "unsettled: a->b #1 neither acknowledged nor handed back")]
+    fn flags_a_message_whose_fate_its_sender_never_learned() {
+        let mut c = sent(3);
+        c.read("a", "b", 0);
+        c.read("a", "b", 1);
+        c.acked("a", "b", 0);
+        c.handed_back("a", "b", 2);
+        c.check_settled();
         c.assert_accounted();
     }
 

@@ -234,6 +234,10 @@ pub(crate) fn run(seed: u64) -> Result<Stats, String> {
             describe(&nodes)
         ));
     }
+    if settled.is_some() {
+        // Every sender learned each message's fate: acknowledged or handed back.
+        w.checker.check_settled();
+    }
     // The application follows the events: it must end on the true state.
     for node in nodes.iter().flatten() {
         for (peer, entry) in node.peers() {

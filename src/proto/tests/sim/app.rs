@@ -74,11 +74,15 @@ impl Node {
     fn read(&self, w: &mut World, peer_name: &str, p: &mut Peer) {
         for m in p.session.read(usize::MAX) {
             match decode(&m) {
-                Some((from, to, index)) => {
+                Some((from, to, index)) if to == self.proc.0 => {
                     w.checker
                         .read_from(peer_name, &name(from), &name(to), index);
                     w.stats.reads += 1;
                 }
+                Some((from, to, index)) => w.checker.foreign(format_args!(
+                    "{} read n{from}->n{to} #{index}, meant for another node",
+                    self.name()
+                )),
                 None => w
                     .checker
                     .foreign(format_args!("{} read {m:?}", self.name())),

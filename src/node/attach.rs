@@ -56,16 +56,14 @@ pub(crate) fn attach(
     Ok((attached.link, wake))
 }
 
-/// Sets the state the application sees from the endpoint's record of the peer.
+/// Sets the state the application sees from the endpoint's record of the peer. (Once the node
+/// is closing, a peer without a connection is closed; one with a connection still lingers.)
 pub(crate) fn sync_state(core: &mut PeerCore) {
-    core.state = if core.closed {
-        ConnectionState::Closed
-    } else {
-        match core.record.state() {
-            LinkState::Connecting => ConnectionState::Connecting,
-            LinkState::Connected => ConnectionState::Connected,
-            LinkState::Disconnected => ConnectionState::Disconnected,
-        }
+    core.state = match core.record.state() {
+        LinkState::Connecting => ConnectionState::Connecting,
+        LinkState::Connected => ConnectionState::Connected,
+        LinkState::Disconnected if core.closed => ConnectionState::Closed,
+        LinkState::Disconnected => ConnectionState::Disconnected,
     };
 }
 

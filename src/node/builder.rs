@@ -80,7 +80,7 @@ impl NodeBuilder {
         self
     }
 
-    /// Most refused handshakes waiting in the event queue as [`Event::Refused`] (default 64;
+    /// Most refused handshakes waiting in the event queue as [`Event::Refused`](super::Event::Refused) (default 64;
     /// beyond it they are counted, not queued; 0 reports none).
     pub fn max_queued_refusals(mut self, max: usize) -> Self {
         self.config.max_queued_refusals = max;
@@ -165,7 +165,7 @@ impl NodeBuilder {
 
     /// Whether to keep node-wide totals ([`Node::stats`]) and record them with the `metrics`
     /// facade every [`NodeConfig::metrics_interval`] (default on). Off, the node's counters
-    /// stay zero and nothing is recorded; [`Peer::stats`] is complete either way (the
+    /// stay zero and nothing is recorded; [`Peer::stats`](super::Peer::stats) is complete either way (the
     /// per-session counting is a few additions per message, always on). Off exists to measure
     /// what the node-wide accounting costs.
     pub fn metrics(mut self, enabled: bool) -> Self {

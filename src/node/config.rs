@@ -29,15 +29,15 @@ pub struct NodeConfig {
     pub reconnect_max: Duration,
     /// Timeout of one TCP connect attempt. Default 10 s.
     pub connect_timeout: Duration,
-    /// How long [`Node::shutdown`] waits for unacknowledged messages to be acknowledged by
+    /// How long [`Node::shutdown`](super::Node::shutdown) waits for unacknowledged messages to be acknowledged by
     /// connected peers before closing. Default 5 s.
     pub shutdown_linger: Duration,
     /// Whether the node keeps node-wide totals and records them with the `metrics` facade
-    /// (see [`NodeBuilder::metrics`]). Default on.
+    /// (see [`NodeBuilder::metrics`](super::NodeBuilder::metrics)). Default on.
     pub metrics: bool,
     /// How often the node records its statistics with the `metrics` facade. Default 1 s.
     pub metrics_interval: Duration,
-    /// Most [`Event::Refused`] waiting in the event queue; further refusals are only counted
+    /// Most [`Event::Refused`](super::Event::Refused) waiting in the event queue; further refusals are only counted
     /// (in the last one's `suppressed`) until the application takes some. 0 reports none.
     /// Default 64.
     pub max_queued_refusals: usize,

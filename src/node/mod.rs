@@ -3,7 +3,10 @@
 //! This is the only part of the crate that uses tokio. Each connection is one task that moves
 //! bytes between its socket and the peer's sans-IO [`Session`](crate::proto::Session); the
 //! application's [`Peer`] handles share that session behind a mutex, as quinn's handles share
-//! its connection state.
+//! its connection state. Which connection owns which session (admission, key binding, crossed
+//! connections, replacement, link ends, expiry) is decided by the sans-IO
+//! [endpoint](crate::proto::endpoint); the table holds it (see `table`). Time is tokio's clock
+//! (see `clock`), so tests can pause it.
 
 mod attach;
 mod builder;
@@ -229,12 +232,12 @@ impl Node {
 
     /// Shuts the node down gracefully:
     /// 1. stops accepting connections and new messages (`send` fails with
-    ///    [`Error::NodeClosed`]);
+    ///    [`Error::NodeClosed`](crate::Error::NodeClosed));
     /// 2. waits up to [`NodeConfig::shutdown_linger`] for connected peers to acknowledge what
     ///    was already sent;
     /// 3. closes every connection with a SHUTDOWN reason, which ends the sessions on the peers
     ///    (they get [`Event::SessionLost`] for what they had not delivered to us);
-    /// 4. fails the receipts of messages still unacknowledged with [`Error::NodeClosed`]; those
+    /// 4. fails the receipts of messages still unacknowledged with [`Error::NodeClosed`](crate::Error::NodeClosed); those
     ///    messages are lost with this node. The event queue ends ([`Events::recv`] returns `None`
     ///    after the last event).
     pub async fn shutdown(&self) {

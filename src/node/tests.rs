@@ -228,3 +228,55 @@ async fn an_entry_is_forgotten_only_without_handles() {
     drop(extra_internal_reference);
     node.abort().await;
 }
+
+/// The driver's timers run on tokio's clock too: a peer that falls silent right after its
+/// handshake is declared dead at the idle timeout of the paused clock, over a real socket, in
+/// no real time.
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_times_out_on_the_paused_clock() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = Node::builder("n")
+        .insecure_plaintext()
+        .listen("127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let mut events = node.events();
+    let wall = std::time::Instant::now();
+    // The peer, by hand: HELLO, then its SESSION offer, then nothing.
+    let config = Config::default();
+    let mut tcp = tokio::net::TcpStream::connect(node.local_addrs()[0])
+        .await
+        .unwrap();
+    let mut handshake = crate::proto::Handshake::new(clock::now(), "p", 0xbeef, &config);
+    let (mut out, mut input) = (BytesMut::new(), BytesMut::new());
+    handshake.write_hello(&mut out);
+    tcp.write_all_buf(&mut out).await.unwrap();
+    let hello = loop {
+        if let Some(hello) = handshake.handle_input(clock::now(), &mut input).unwrap() {
+            break hello;
+        }
+        assert_ne!(tcp.read_buf(&mut input).await.unwrap(), 0);
+    };
+    let mut session = Session::new(clock::now(), 0xbeef, config);
+    session.begin_link(clock::now(), &hello, handshake.deadline(), 7);
+    session.handle_input(clock::now(), &mut input).unwrap();
+    session.poll_transmit(clock::now(), &mut out, usize::MAX);
+    tcp.write_all_buf(&mut out).await.unwrap();
+    let connected = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+    assert!(matches!(connected, Ok(Some(Event::Connected { .. }))));
+
+    let silent_since = tokio::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(60), events.recv()).await;
+    let Ok(Some(Event::Disconnected { reason, .. })) = ended else {
+        panic!("expected a disconnection, got {ended:?}");
+    };
+    let idle = node.shared.config.protocol.idle_timeout;
+    assert_eq!(reason, LinkError::IdleTimeout(idle).to_string());
+    assert!(silent_since.elapsed() >= idle - Duration::from_secs(1));
+    assert!(silent_since.elapsed() <= idle + Duration::from_secs(1));
+    assert!(wall.elapsed() < Duration::from_secs(10), "waited real time");
+    drop(tcp);
+    node.abort().await;
+}

@@ -1,4 +1,5 @@
-//! The sans-IO protocol core: frames, the handshake and the per-peer session state machine.
+//! The sans-IO protocol core: frames, the handshake, the per-peer session state machine, and the
+//! endpoint (the peer table and which connection owns which session).
 //!
 //! Nothing here performs I/O, spawns tasks or reads the clock: bytes come in through
 //! `handle_input`, bytes go out through `poll_transmit`, and time is an argument. The tokio driver

@@ -421,3 +421,83 @@ fn handles_keep_an_otherwise_empty_entry() {
     assert!(peer.record.usage(&peer.session, 0, 0).unused());
     assert!(!peer.record.usage(&peer.session, 0, 1).unused());
 }
+
+/// One step of a random schedule of links (see the property below).
+#[derive(Debug, Clone)]
+enum Step {
+    /// A new connection of the same key attaches (replacing the current one).
+    Attach,
+    /// The current link establishes the session (if its connection is alive).
+    Establish,
+    /// The current link's connection fails: the session detaches it at once.
+    Break,
+    /// The driver of the `n`-th link ever attached (modulo their number) reports its end.
+    End(usize),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        2 => Just(Step::Attach),
+        2 => Just(Step::Establish),
+        1 => Just(Step::Break),
+        3 => any::<usize>().prop_map(Step::End),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever the order in which links attach, establish, fail and report their ends, the
+    /// peer's state is that of the newest link until that link's own end, and each link's end
+    /// counts at most once, only if it was current: defect 1 for every schedule.
+    #[test]
+    fn the_state_is_always_the_newest_links(steps in proptest::collection::vec(step(), 1..60)) {
+        let table = Endpoint::new(config("me", 8, true));
+        let mut peer = PeerSide::new("p");
+        let now = peer.now;
+        // Model: every link attached, the current one (index), whether it is alive and
+        // established.
+        let mut links: Vec<u64> = Vec::new();
+        let mut current: Option<usize> = None;
+        let (mut alive, mut established) = (false, false);
+        for step in steps {
+            match step {
+                Step::Attach => {
+                    let attached = peer.attach(&table, Some(1), Origin::Dialed).unwrap();
+                    proptest::prop_assert_eq!(attached.replaced, current.map(|i| links[i]));
+                    links.push(attached.link);
+                    current = Some(links.len() - 1);
+                    (alive, established) = (true, false);
+                }
+                Step::Establish if alive => {
+                    peer.record.established();
+                    established = true;
+                }
+                Step::Establish => {}
+                Step::Break => {
+                    peer.session.detach(now);
+                    alive = false;
+                }
+                Step::End(n) if !links.is_empty() => {
+                    let i = n % links.len();
+                    let end = peer.record.link_ended(&mut peer.session, links[i], now);
+                    if current == Some(i) {
+                        proptest::prop_assert_eq!(end, LinkEnd::Ended { established });
+                        current = None;
+                        (alive, established) = (false, false);
+                    } else {
+                        proptest::prop_assert_eq!(end, LinkEnd::Stale);
+                    }
+                }
+                Step::End(_) => {}
+            }
+            let state = match current {
+                None => LinkState::Disconnected,
+                Some(_) if established => LinkState::Connected,
+                Some(_) => LinkState::Connecting,
+            };
+            proptest::prop_assert_eq!(peer.record.state(), state);
+            let attached = current.filter(|_| alive).map(|i| links[i]);
+            proptest::prop_assert_eq!(peer.session.link_id(), attached);
+        }
+    }
+}

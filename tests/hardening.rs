@@ -774,7 +774,7 @@ async fn a_node_that_never_reads_blocks_its_sender_and_bounds_its_inbox() {
             for m in at_receiver.read_all::<Msg>().unwrap() {
                 checker.lock().unwrap().received(&m);
             }
-            if checker.lock().unwrap().received == N {
+            if checker.lock().unwrap().reads() == N {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -68,7 +68,7 @@ async fn request_response_with_recv_only() {
     }
     within("the server's loop", answering).await.unwrap();
     checker.lock().unwrap().assert_exactly_once_in_order();
-    assert_eq!(checker.lock().unwrap().received, 2 * ROUNDS);
+    assert_eq!(checker.lock().unwrap().reads(), 2 * ROUNDS);
     assert_eq!(to_server.pending(), 0);
     client.shutdown().await;
     server.shutdown().await;

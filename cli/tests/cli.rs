@@ -40,11 +40,7 @@ async fn stdin_100k_messages_arrive_exactly_once_in_order() {
     let (rest, _) = listener.terminate().await;
     lines.extend(rest);
 
-    assert_eq!(
-        delivery_errors(&lines, "source", N),
-        (0, 0, 0, 0),
-        "(lost, duplicated, out of order, malformed)"
-    );
+    assert_delivered(&lines, "source", N, None);
 }
 
 /// The input of `n` numbered messages, one per line: `msg-000000` to `msg-{n-1}`.
@@ -56,32 +52,27 @@ fn numbered_lines(n: usize) -> Vec<u8> {
     input.into_bytes()
 }
 
-/// The one checker of the listener's output for [`numbered_lines`] sent by `from`: returns
-/// (lost, duplicated, out of order, malformed), all zero when every message was printed
-/// exactly once and in order.
-fn delivery_errors(lines: &[String], from: &str, n: usize) -> (usize, u32, usize, usize) {
-    let prefix = format!("{from}\tmsg-");
-    let mut seen = vec![0u32; n];
-    let (mut malformed, mut out_of_order) = (0, 0);
-    let mut previous: Option<usize> = None;
-    for line in lines {
-        let index = line
-            .strip_prefix(prefix.as_str())
-            .and_then(|i| i.parse::<usize>().ok())
-            .filter(|&i| i < n);
-        let Some(index) = index else {
-            malformed += 1;
-            continue;
-        };
-        seen[index] += 1;
-        if previous.is_some_and(|p| index <= p) {
-            out_of_order += 1;
-        }
-        previous = Some(index);
+/// Checks the listener's output for `n` [`numbered_lines`] sent by `from` with the shared
+/// delivery checker: each printed exactly once and in order, nothing else printed. Panics with
+/// the details (and `seed`) otherwise.
+fn assert_delivered(lines: &[String], from: &str, n: usize, seed: Option<u64>) {
+    let mut checker = networkio_checker::Checker::default();
+    if let Some(seed) = seed {
+        checker.set_seed(seed);
     }
-    let lost = seen.iter().filter(|&&c| c == 0).count();
-    let duplicated: u32 = seen.iter().map(|&c| c.saturating_sub(1)).sum();
-    (lost, duplicated, out_of_order, malformed)
+    for _ in 0..n {
+        checker.send(from, "listener");
+    }
+    for line in lines {
+        let message = line
+            .split_once('\t')
+            .and_then(|(sender, text)| Some((sender, text.strip_prefix("msg-")?.parse().ok()?)));
+        match message {
+            Some((sender, index)) => checker.read(sender, "listener", index),
+            None => checker.foreign(format_args!("printed {line:?}")),
+        }
+    }
+    checker.assert_exactly_once_in_order();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,11 +327,7 @@ async fn send_survives_a_flaky_link() {
     eprintln!("send_survives_a_flaky_link: seed {seed}, proxy {stats:?}");
     let (rest, _) = listener.terminate().await;
     lines.extend(rest);
-    assert_eq!(
-        delivery_errors(&lines, "flaky", N),
-        (0, 0, 0, 0),
-        "seed {seed}: (lost, duplicated, out of order, malformed), proxy {stats:?}"
-    );
+    assert_delivered(&lines, "flaky", N, Some(seed));
     assert!(
         stats.cuts >= 5,
         "seed {seed}: too few cuts for the test to mean anything: {stats:?}"

@@ -18,6 +18,8 @@ use tokio::sync::Notify;
 
 use super::peer::{Peer, PeerInner};
 use crate::proto::admission::RefusalReason;
+use crate::proto::coalesce;
+pub(crate) use crate::proto::coalesce::Kind;
 use crate::proto::session::LostReason;
 use crate::security::PublicKey;
 
@@ -104,16 +106,6 @@ struct Refusal {
     suppressed: u64,
 }
 
-/// Event kinds, one bit each in a peer's pending mask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Message = 1,
-    Delivered = 2,
-    Connected = 4,
-    Disconnected = 8,
-    SessionLost = 16,
-}
-
 #[derive(Debug)]
 pub(crate) struct EventQueue {
     queue: Mutex<Queue>,
@@ -178,8 +170,8 @@ impl EventQueue {
 
     /// Queues `kind` for `peer` unless one is already waiting.
     pub(crate) fn push(&self, peer: &Arc<PeerInner>, kind: Kind) {
-        let bit = kind as u8;
-        if matches!(kind, Kind::Connected | Kind::Disconnected) {
+        let bit = kind.bit();
+        if kind.is_link() {
             peer.last_link_event.store(bit, Ordering::Release);
         }
         if peer.pending_events.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
@@ -227,8 +219,8 @@ impl EventQueue {
             let pending = peer
                 .inner
                 .pending_events
-                .fetch_and(!(kind as u8), Ordering::AcqRel)
-                & !(kind as u8);
+                .fetch_and(!kind.bit(), Ordering::AcqRel)
+                & !kind.bit();
             let kind = link_event_to_report(&peer.inner, kind, pending);
             if let Some(event) = peer.materialize(kind) {
                 return Ok(Some(event));
@@ -239,24 +231,9 @@ impl EventQueue {
 
 struct Closed;
 
-/// The kind a marker taken from the queue reports. Connection markers coalesce like the others,
-/// so `Connected, Disconnected, Connected` leaves `[Connected, Disconnected]` queued: the last
-/// connection marker taken (no other one pending) reports the latest connection event instead
-/// of its own, so that an application following the events ends on the true state.
+/// The kind a marker taken from the queue reports (see [`coalesce::to_report`]).
 fn link_event_to_report(peer: &PeerInner, kind: Kind, pending: u8) -> Kind {
-    let other = match kind {
-        Kind::Connected => Kind::Disconnected,
-        Kind::Disconnected => Kind::Connected,
-        _ => return kind,
-    };
-    if pending & other as u8 != 0 {
-        return kind; // a later connection marker will report the end state
-    }
-    match peer.last_link_event.load(Ordering::Acquire) {
-        bit if bit == Kind::Connected as u8 => Kind::Connected,
-        bit if bit == Kind::Disconnected as u8 => Kind::Disconnected,
-        _ => kind,
-    }
+    coalesce::to_report(kind, pending, peer.last_link_event.load(Ordering::Acquire))
 }
 
 /// A handle to the node's notification queue (see [`Node::events`](crate::Node::events)).

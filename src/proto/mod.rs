@@ -25,6 +25,7 @@
 
 pub mod admission;
 pub mod budget;
+pub(crate) mod coalesce;
 pub mod endpoint;
 pub mod frame;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -3,7 +3,6 @@
 
 pub mod raw;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -33,107 +32,80 @@ pub struct Msg {
     pub body: String,
 }
 
-/// The one checker for delivery tests: every (from -> to) stream must arrive complete, once,
-/// in order.
+/// The shared delivery checker (`networkio-checker`) for [`Msg`]s: every (from -> to) stream
+/// must arrive complete, once, in order, at the right receiver.
 #[derive(Debug, Default)]
-pub struct Checker {
-    sent: HashMap<(String, String), u64>,
-    next: HashMap<(String, String), u64>,
-    pub received: u64,
-    pub lost: u64,
-    pub duplicated: u64,
-    pub out_of_order: u64,
-    /// Sessions that ended while they should not have (G1 tests).
-    pub sessions_lost: u64,
-    /// Messages read from a peer other than their sender.
-    pub misattributed: u64,
-    pub seed: Option<u64>,
+pub struct Checker(pub networkio_checker::Checker);
+
+impl std::ops::Deref for Checker {
+    type Target = networkio_checker::Checker;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Checker {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Checker {
     pub fn with_seed(seed: u64) -> Self {
-        Checker {
-            seed: Some(seed),
-            ..Default::default()
-        }
+        Checker(networkio_checker::Checker::with_seed(seed))
     }
 
     /// The next message of the `from -> to` stream, recorded as sent.
     pub fn next_message(&mut self, from: &str, to: &str, body_len: usize) -> Msg {
-        let counter = self.sent.entry((from.into(), to.into())).or_default();
-        let index = *counter;
-        *counter += 1;
         Msg {
             from: from.into(),
             to: to.into(),
-            index,
+            index: self.0.send(from, to),
             body: "x".repeat(body_len),
         }
     }
 
     /// Records what the application read from the peer named `from`: each message must have
-    /// been sent by that peer (else it is counted as misattributed).
+    /// been sent by that peer (else it is foreign).
     pub fn received_from(&mut self, from: &str, msgs: &[Msg]) {
         for m in msgs {
-            if m.from != from {
-                self.misattributed += 1;
-            }
-            self.received(m);
+            self.0.read_from(from, &m.from, &m.to, m.index);
         }
     }
 
     /// Records what the application of `msg.to` read.
     pub fn received(&mut self, msg: &Msg) {
-        self.received += 1;
-        let next = self
-            .next
-            .entry((msg.from.clone(), msg.to.clone()))
-            .or_default();
-        match msg.index.cmp(next) {
-            std::cmp::Ordering::Equal => *next += 1,
-            std::cmp::Ordering::Less => self.duplicated += 1,
-            std::cmp::Ordering::Greater => {
-                self.out_of_order += 1;
-                *next = msg.index + 1;
+        self.0.read(&msg.from, &msg.to, msg.index);
+    }
+
+    /// Records the payloads one `SessionLost` handed back; they must be in their order of
+    /// sending.
+    pub fn handed_back(&mut self, payloads: &[bytes::Bytes]) {
+        let mut previous: Option<Msg> = None;
+        for payload in payloads {
+            let m = match networkio::codec::decode::<Msg>(payload) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.0
+                        .foreign(format_args!("handed back an undecodable payload: {e}"));
+                    continue;
+                }
+            };
+            if let Some(p) = previous.filter(|p| (&p.from, &p.to) == (&m.from, &m.to)) {
+                if p.index >= m.index {
+                    self.0.fail(format_args!(
+                        "out of order: {}->{} #{} handed back after #{}",
+                        m.from, m.to, m.index, p.index
+                    ));
+                }
             }
+            self.0.handed_back(&m.from, &m.to, m.index);
+            previous = Some(m);
         }
     }
 
     pub fn total_sent(&self) -> u64 {
-        self.sent.values().sum()
-    }
-
-    /// Whether every sent message has been received (in order, once).
-    pub fn complete(&self) -> bool {
-        self.sent
-            .iter()
-            .all(|(k, n)| self.next.get(k).copied().unwrap_or(0) == *n)
-    }
-
-    /// Asserts lost = 0, duplicated = 0, out-of-order = 0.
-    pub fn assert_exactly_once_in_order(&mut self) {
-        self.lost = self
-            .sent
-            .iter()
-            .map(|(k, n)| n.saturating_sub(self.next.get(k).copied().unwrap_or(0)))
-            .sum();
-        assert!(
-            self.lost == 0
-                && self.duplicated == 0
-                && self.out_of_order == 0
-                && self.sessions_lost == 0
-                && self.misattributed == 0,
-            "delivery check failed: sent {} received {} lost {} duplicated {} out of order {} \
-             sessions lost {} misattributed {} (seed {:?})",
-            self.total_sent(),
-            self.received,
-            self.lost,
-            self.duplicated,
-            self.out_of_order,
-            self.sessions_lost,
-            self.misattributed,
-            self.seed
-        );
+        self.0.summary().sent
     }
 }
 
@@ -177,6 +149,7 @@ pub async fn wait_event(
 pub fn spawn_reader(node: &Node, checker: Arc<Mutex<Checker>>) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(0u64);
     let mut events = node.events();
+    let name = node.name().to_owned();
     tokio::spawn(async move {
         let mut count = 0;
         while let Some(event) = events.recv().await {
@@ -189,7 +162,9 @@ pub fn spawn_reader(node: &Node, checker: Arc<Mutex<Checker>>) -> watch::Receive
                 }
                 // For G1 tests: both processes live, so no session may end. (A peer's final
                 // shutdown ends one; checks run before that.)
-                Event::SessionLost { .. } => checker.lock().unwrap().sessions_lost += 1,
+                Event::SessionLost { peer, reason, .. } => checker.lock().unwrap().session_lost(
+                    format_args!("{name} lost its session with {}: {reason:?}", peer.name()),
+                ),
                 _ => {}
             }
         }

@@ -1,4 +1,4 @@
-//! The delivery checker shared by every simulated test.
+//! The protocol tests' adapter to the shared delivery checker (`networkio-checker`).
 //!
 //! Each message carries `(sender, counter)`, the counter counting every message a side's
 //! application ever queued (across restarts), so the checker can tell where each one went:
@@ -50,55 +50,39 @@ fn decode(payload: &[u8]) -> Option<(Side, u64)> {
     Some((sender, counter))
 }
 
+/// How the protocol numbered one message; what became of it is in the shared ledger.
 #[derive(Debug, Clone)]
 struct Msg {
     incarnation: u64,
     generation: u64,
     seq: u64,
-    reads: u32,
-    handed_back: u32,
     acked: bool,
-    /// Its sender crashed before it was acknowledged.
-    orphaned: bool,
-    /// It sat unread in the receiver's inbox when the receiver crashed.
-    destroyed: bool,
+    handed_back: bool,
 }
 
-/// Final counts, printed on failure.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Summary {
-    pub(crate) sent: usize,
-    pub(crate) read: usize,
-    pub(crate) handed_back: usize,
-    pub(crate) in_doubt: usize,
-    pub(crate) excused: usize,
-    pub(crate) lost: usize,
-    pub(crate) duplicated: usize,
-    pub(crate) out_of_order: usize,
-}
+pub(crate) use networkio_checker::Summary;
 
+/// The protocol's side of the shared checker: messages are numbered by counter (index + 1) in
+/// the streams `a -> b` and `b -> a`; what the sessions say about them (sequence numbers,
+/// generations, `Delivered`, `Lost`) is checked here against what the ledger knows.
 #[derive(Debug, Default)]
 pub(crate) struct Checker {
-    /// Printed on failure, for tests driven by a seeded RNG.
-    pub(crate) seed: Option<u64>,
+    pub(crate) ledger: networkio_checker::Checker,
     /// `msgs[side][counter - 1]`.
     msgs: [Vec<Msg>; 2],
-    /// Highest counter of the peer's messages each side has read.
-    last_read: [u64; 2],
     /// Each side's generation as told by its events (bumped by every `Lost`).
     event_generation: [u64; 2],
     /// Highest `Delivered` per (side, incarnation, generation).
     delivered: HashMap<(usize, u64, u64), u64>,
-    /// Every `Lost` seen: who, why, how many messages.
-    pub(crate) losses: Vec<(Side, LostReason, usize)>,
-    duplicated: usize,
-    out_of_order: usize,
-    failures: Vec<String>,
 }
 
 impl Checker {
+    pub(crate) fn set_seed(&mut self, seed: u64) {
+        self.ledger.set_seed(seed);
+    }
+
     pub(crate) fn fail(&mut self, what: String) {
-        self.failures.push(what);
+        self.ledger.fail(what);
     }
 
     pub(crate) fn next_counter(&self, side: Side) -> u64 {
@@ -130,15 +114,14 @@ impl Checker {
                 numbered_before + 1
             ));
         }
+        let index = self.ledger.send(side.name(), side.other().name());
+        debug_assert_eq!(index + 1, counter);
         self.msgs[side.idx()].push(Msg {
             incarnation: inc,
             generation,
             seq,
-            reads: 0,
-            handed_back: 0,
             acked: false,
-            orphaned: false,
-            destroyed: false,
+            handed_back: false,
         });
     }
 
@@ -153,7 +136,7 @@ impl Checker {
         let problem = match self.msg(sender, counter) {
             _ if sender != side => Some("a message of the other side".to_owned()),
             None => Some("a message never sent".to_owned()),
-            Some(m) if m.handed_back > 0 => Some("a message already handed back".to_owned()),
+            Some(m) if m.handed_back => Some("a message already handed back".to_owned()),
             Some(m) if (m.incarnation, m.generation, m.seq) != (inc, generation, seq) => {
                 Some(format!(
                     "it as (inc {inc:#x}, gen {generation}, seq {seq}), sent as ({:#x}, {}, {})",
@@ -175,34 +158,19 @@ impl Checker {
         let mut counters = Vec::with_capacity(messages.len());
         for data in messages {
             let Some((sender, counter)) = decode(data) else {
-                self.fail(format!("{} read an undecodable payload", reader.name()));
+                self.ledger.foreign(format_args!(
+                    "{} read an undecodable payload",
+                    reader.name()
+                ));
                 continue;
             };
             counters.push(counter);
-            if sender != reader.other() {
-                self.fail(format!("{} read its own message {counter}", reader.name()));
-                continue;
-            }
-            let last = self.last_read[reader.idx()];
-            let Some(m) = self.msg(sender, counter) else {
-                self.fail(format!(
-                    "{} read message {counter}, never sent",
-                    reader.name()
-                ));
-                continue;
-            };
-            m.reads += 1;
-            if m.reads > 1 {
-                self.duplicated += 1;
-                self.fail(format!("{} read message {counter} twice", reader.name()));
-            } else if counter < last {
-                self.out_of_order += 1;
-                self.fail(format!(
-                    "{} read message {counter} after {last}",
-                    reader.name()
-                ));
-            }
-            self.last_read[reader.idx()] = last.max(counter);
+            self.ledger.read_from(
+                reader.other().name(),
+                sender.name(),
+                sender.other().name(),
+                counter - 1,
+            );
         }
         counters
     }
@@ -225,9 +193,15 @@ impl Checker {
                     ));
                 }
                 self.delivered.insert(key, before.max(*up_to));
-                for m in &mut self.msgs[i] {
-                    if m.incarnation == inc && m.generation == generation && m.seq <= *up_to {
+                for (index, m) in self.msgs[i].iter_mut().enumerate() {
+                    if m.incarnation == inc
+                        && m.generation == generation
+                        && m.seq <= *up_to
+                        && !m.acked
+                    {
                         m.acked = true;
+                        self.ledger
+                            .acked(side.name(), side.other().name(), index as u64);
                     }
                 }
             }
@@ -274,13 +248,16 @@ impl Checker {
                 }
                 for counter in got {
                     if let Some(m) = self.msg(side, counter) {
-                        m.handed_back += 1;
-                        if m.handed_back > 1 {
-                            self.duplicated += 1;
-                        }
+                        m.handed_back = true;
+                        self.ledger
+                            .handed_back(side.name(), side.other().name(), counter - 1);
                     }
                 }
-                self.losses.push((side, *reason, unacked.len()));
+                self.ledger.session_lost(format_args!(
+                    "{} Lost({reason:?}), {} handed back",
+                    side.name(),
+                    unacked.len()
+                ));
                 self.event_generation[i] += 1;
             }
             SessionEvent::Established { .. } | SessionEvent::Received => {}
@@ -300,66 +277,25 @@ impl Checker {
     }
 
     /// `side` crashed as incarnation `inc`, with `inbox` unread.
-    pub(crate) fn on_restart(&mut self, side: Side, inc: u64, inbox: &[Bytes]) {
+    pub(crate) fn on_restart(&mut self, side: Side, _inc: u64, inbox: &[Bytes]) {
         for data in inbox {
             if let Some((sender, counter)) = decode(data) {
-                if let Some(m) = self.msg(sender, counter) {
-                    m.destroyed = true;
-                }
+                self.ledger
+                    .excuse(sender.name(), sender.other().name(), counter - 1);
             }
         }
-        for m in &mut self.msgs[side.idx()] {
-            if m.incarnation == inc && !m.acked && m.handed_back == 0 {
-                m.orphaned = true;
-            }
-        }
+        self.ledger.sender_crashed(side.name());
         self.event_generation[side.idx()] = 0;
     }
 
-    pub(crate) fn summary(&self) -> Summary {
-        let mut s = Summary {
-            duplicated: self.duplicated,
-            out_of_order: self.out_of_order,
-            ..Summary::default()
-        };
-        for m in self.msgs.iter().flatten() {
-            s.sent += 1;
-            s.read += usize::from(m.reads > 0);
-            s.handed_back += usize::from(m.handed_back > 0);
-            match (m.reads > 0, m.handed_back > 0) {
-                (true, true) => s.in_doubt += 1,
-                (false, false) if m.orphaned || m.destroyed => s.excused += 1,
-                (false, false) => s.lost += 1,
-                _ => {}
-            }
-        }
-        s
-    }
-
-    /// Panics, with the counts, the seed and the first failures, unless the invariant of `mode`
+    /// Panics, with the counts, the seed and the failures, unless the invariant of `mode`
     /// holds. Meant to be called once nothing is in flight any more.
+    #[track_caller]
     pub(crate) fn assert_ok(&self, mode: Mode) -> Summary {
-        let s = self.summary();
-        let mut failures = self.failures.clone();
-        if s.lost > 0 || s.duplicated > 0 || s.out_of_order > 0 {
-            failures.push("lost, duplicated or out-of-order messages".into());
+        match mode {
+            Mode::Strict => self.ledger.assert_exactly_once_in_order(),
+            Mode::G2 => self.ledger.assert_accounted(),
         }
-        if mode == Mode::Strict && !self.losses.is_empty() {
-            failures.push(format!("sessions ended: {:?}", self.losses));
-        }
-        assert!(
-            failures.is_empty(),
-            "delivery check failed (seed {:?}): {s:?}\nsessions ended: {:?}\n{}",
-            self.seed,
-            self.losses,
-            failures
-                .iter()
-                .take(12)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        s
     }
 }
 
@@ -384,7 +320,7 @@ mod self_test {
     }
 
     #[test]
-    #[should_panic(expected = "duplicated: 1")]
+    #[should_panic(expected = "duplicated: b read a->b #0 again")]
     fn flags_a_duplicate() {
         let mut c = sent(2);
         c.on_read(
@@ -399,7 +335,7 @@ mod self_test {
     }
 
     #[test]
-    #[should_panic(expected = "lost: 1")]
+    #[should_panic(expected = "lost: a->b #0")]
     fn flags_a_loss() {
         let mut c = sent(2);
         c.on_read(Side::B, &[payload(Side::A, 2)]);
@@ -407,7 +343,7 @@ mod self_test {
     }
 
     #[test]
-    #[should_panic(expected = "out_of_order: 1")]
+    #[should_panic(expected = "out of order: b read a->b #0 after #1")]
     fn flags_reordering() {
         let mut c = sent(2);
         c.on_read(Side::B, &[payload(Side::A, 2), payload(Side::A, 1)]);

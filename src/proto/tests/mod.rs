@@ -20,6 +20,7 @@ mod origins;
 mod props;
 mod regressions;
 mod scenarios;
+mod sim;
 mod suspicion;
 
 use std::time::{Duration, Instant};

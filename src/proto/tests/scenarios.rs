@@ -137,7 +137,7 @@ fn cuts_mid_frame_resume_without_loss_or_duplication() {
     for seed in 0..40 {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut pair = Pair::established();
-        pair.checker.seed = Some(seed);
+        pair.checker.set_seed(seed);
         pair.take_events(Side::A);
         pair.take_events(Side::B);
         for _ in 0..12 {

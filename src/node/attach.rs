@@ -120,19 +120,18 @@ pub(crate) fn apply_events(
                 read_through,
                 ..
             } => {
+                shared
+                    .memory
+                    .handed_back(unacked.iter().map(|m| m.len()).sum());
                 core.record_ended(
                     Ended {
                         messages_before,
                         acked,
                         reason,
                     },
+                    unacked,
                     shared.config.max_ended_sessions,
                 );
-                shared
-                    .memory
-                    .handed_back(unacked.iter().map(|m| m.len()).sum());
-                core.handed_back.extend(unacked);
-                core.lost_reason = Some(reason);
                 core.recv.lost(read_through, reason);
                 // The session is over: its key no longer holds the name.
                 core.record.session_lost();

@@ -358,13 +358,9 @@ async fn redial_loop(
     let mut known_peer = None;
     loop {
         if let Some((stream, permit)) = next.take() {
-            let remote = stream.peer_addr().ok();
             let outcome = run_watching(&shared, &target, &dialing, stream, &mut ready).await;
             drop(permit);
             if let Some(peer) = outcome.peer {
-                if known_peer.is_none() {
-                    peer.lock().dial_addr = remote;
-                }
                 known_peer = Some(peer);
             }
             if let Some(tx) = ready.take() {

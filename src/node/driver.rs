@@ -440,7 +440,7 @@ pub(crate) fn end_link(
         .link_ended(&mut core.session, link, clock::now());
     if let LinkEnd::Ended { established } = ended {
         sync_state(core);
-        core.last_disconnect = end.to_string();
+        core.last_disconnect = Some(end.to_string().into_boxed_str());
         if established {
             shared.events.push(peer, Kind::Disconnected);
         }

@@ -1,7 +1,6 @@
 //! `Peer`: the application's handle to one remote node, by name.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -138,20 +137,14 @@ pub(crate) struct PeerCore {
     pub(crate) state: ConnectionState,
     /// Wakes the driver of the current connection (one waiter: `notify_one` keeps a permit).
     pub(crate) wake: Arc<Notify>,
-    /// Address we dial to reach this peer, if we dialed it.
-    pub(crate) dial_addr: Option<SocketAddr>,
     pub(crate) resumed: bool,
-    pub(crate) last_disconnect: String,
-    pub(crate) handed_back: Vec<Bytes>,
-    pub(crate) lost_reason: Option<LostReason>,
+    /// Why the last connection ended, if one did. Boxed: most peers never see one end, and
+    /// the peer's lock guards a few hundred bytes per idle peer.
+    pub(crate) last_disconnect: Option<Box<str>>,
+    /// What lost sessions left behind; allocated at the first loss (see [`Losses`]).
+    pub(crate) losses: Option<Box<Losses>>,
     pub(crate) established_count: u64,
     pub(crate) closed: bool,
-    /// Each ended generation, oldest first: a receipt of an ended generation succeeded if its
-    /// message was acknowledged before the end. The latest `max_ended_sessions` only.
-    pub(crate) ended: VecDeque<Ended>,
-    /// Why the newest generation no longer in `ended` ended (receipts older than `ended` report
-    /// it).
-    pub(crate) forgotten: Option<LostReason>,
     /// The node's memory bounds (unset only in unit tests of the event queue).
     pub(crate) memory: Option<Arc<super::memory::Memory>>,
     /// The endpoint's record of the peer: the key the session is bound to (TLS only) and the
@@ -168,6 +161,22 @@ pub(crate) struct PeerCore {
     pub(crate) bytes_written: u64,
 }
 
+/// What the peer's lost sessions left behind. Out of line: most peers never lose a session, and
+/// every idle peer would otherwise carry it.
+#[derive(Debug)]
+pub(crate) struct Losses {
+    /// Messages handed back by lost sessions, waiting for the `SessionLost` event.
+    pub(crate) handed_back: Vec<Bytes>,
+    /// Why the latest session was lost.
+    pub(crate) reason: LostReason,
+    /// Each ended generation, oldest first: a receipt of an ended generation succeeded if its
+    /// message was acknowledged before the end. The latest `max_ended_sessions` only.
+    pub(crate) ended: VecDeque<Ended>,
+    /// Why the newest generation no longer in `ended` ended (receipts older than `ended` report
+    /// it).
+    pub(crate) forgotten: Option<LostReason>,
+}
+
 impl PeerInner {
     pub(crate) fn new(name: String, session: Session) -> Arc<Self> {
         Arc::new(PeerInner {
@@ -176,15 +185,11 @@ impl PeerInner {
                 session,
                 state: ConnectionState::Disconnected,
                 wake: Arc::new(Notify::new()),
-                dial_addr: None,
                 resumed: false,
-                last_disconnect: String::new(),
-                handed_back: Vec::new(),
-                lost_reason: None,
+                last_disconnect: None,
+                losses: None,
                 established_count: 0,
                 closed: false,
-                ended: VecDeque::new(),
-                forgotten: None,
                 memory: None,
                 record: PeerRecord::new(),
                 watched: false,
@@ -237,8 +242,11 @@ impl Peer {
             bytes_read: core.bytes_read,
             bytes_written: core.bytes_written,
             session_id: core.session.session_id(),
-            last_disconnect: (!core.last_disconnect.is_empty())
-                .then(|| core.last_disconnect.clone()),
+            last_disconnect: core
+                .last_disconnect
+                .as_deref()
+                .filter(|reason| !reason.is_empty())
+                .map(String::from),
             state: core.state,
             inbox_len: core.session.inbox_len(),
             inbox_bytes: core.session.inbox_bytes(),
@@ -562,17 +570,24 @@ impl Peer {
                 peer: self.clone(),
             },
             Kind::Disconnected => Event::Disconnected {
-                reason: core.last_disconnect.clone(),
+                reason: core
+                    .last_disconnect
+                    .as_deref()
+                    .map(String::from)
+                    .unwrap_or_default(),
                 peer: self.clone(),
             },
             Kind::SessionLost => {
-                let unacked = std::mem::take(&mut core.handed_back);
+                let (unacked, reason) = {
+                    let losses = core.losses.as_mut()?;
+                    (std::mem::take(&mut losses.handed_back), losses.reason)
+                };
                 if let Some(memory) = &core.memory {
                     memory.taken_back(unacked.iter().map(Bytes::len).sum());
                 }
                 Event::SessionLost {
                     unacked,
-                    reason: core.lost_reason?,
+                    reason,
                     peer: self.clone(),
                 }
             }

@@ -7,7 +7,11 @@
 use crate::error::{Error, Result};
 use crate::proto::session::LostReason;
 
-use super::peer::{Peer, PeerCore};
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::peer::{Losses, Peer, PeerCore};
 
 /// What receipts watch: the acknowledgement frontier of the current session generation.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,23 +49,37 @@ pub(crate) struct Ended {
 }
 
 impl PeerCore {
-    /// Remembers how a generation ended, forgetting the oldest beyond `max`.
-    pub(crate) fn record_ended(&mut self, ended: Ended, max: usize) {
-        self.ended.push_back(ended);
-        while self.ended.len() > max {
-            self.forgotten = self.ended.pop_front().map(|e| e.reason);
+    /// Remembers how a generation ended (and the messages it handed back), forgetting the
+    /// oldest generation beyond `max`.
+    pub(crate) fn record_ended(&mut self, ended: Ended, unacked: Vec<Bytes>, max: usize) {
+        let losses = self.losses.get_or_insert_with(|| {
+            Box::new(Losses {
+                handed_back: Vec::new(),
+                reason: ended.reason,
+                ended: VecDeque::new(),
+                forgotten: None,
+            })
+        });
+        losses.handed_back.extend(unacked);
+        losses.reason = ended.reason;
+        losses.ended.push_back(ended);
+        while losses.ended.len() > max {
+            losses.forgotten = losses.ended.pop_front().map(|e| e.reason);
         }
+    }
+
+    /// Why the newest generation no longer remembered ended, if one is forgotten.
+    pub(super) fn forgotten(&self) -> Option<LostReason> {
+        self.losses.as_ref().and_then(|losses| losses.forgotten)
     }
 
     /// The ended generation message `number` belongs to, if it belongs to one.
     pub(super) fn ended_generation(&self, number: u64) -> Option<Ended> {
         // Generations number their messages in order, so the right one is the last that began
         // before `number` (an empty generation shares its start with the next).
-        let after = self.ended.partition_point(|e| e.messages_before < number);
-        after
-            .checked_sub(1)
-            .and_then(|i| self.ended.get(i))
-            .copied()
+        let ended = &self.losses.as_ref()?.ended;
+        let after = ended.partition_point(|e| e.messages_before < number);
+        after.checked_sub(1).and_then(|i| ended.get(i)).copied()
     }
 }
 
@@ -139,7 +157,7 @@ impl<'a> Receipt<'a> {
         match core.ended_generation(self.number) {
             Some(ended) if self.number.saturating_sub(ended.messages_before) <= ended.acked => None,
             Some(ended) => Some(ended.reason),
-            None => Some(core.forgotten.unwrap_or(LostReason::Expired)),
+            None => Some(core.forgotten().unwrap_or(LostReason::Expired)),
         }
     }
 

@@ -41,8 +41,8 @@ impl Entry for Arc<PeerInner> {
 pub(crate) fn usage(peer: &PeerInner, core: &super::peer::PeerCore) -> Usage {
     let queued = peer.pending_events.load(Ordering::Acquire) != 0;
     let handles = peer.handles().saturating_add(usize::from(queued));
-    core.record
-        .usage(&core.session, handles, core.handed_back.len())
+    let handed_back = core.losses.as_ref().map_or(0, |l| l.handed_back.len());
+    core.record.usage(&core.session, handles, handed_back)
 }
 
 impl NodeShared {

@@ -43,10 +43,11 @@ impl SessionRef {
 
 /// The ended sessions whose messages are still in the inbox, oldest first, each with the
 /// `Inbound::taken` count at which its last message will have been read. At most one entry per
-/// unread message, so bounded by the inbox limits.
+/// unread message, so bounded by the inbox limits. Empty for almost every session, so the list
+/// is allocated only while it holds something: every idle session would otherwise carry it.
 #[derive(Debug, Default)]
 pub(crate) struct Origins {
-    ended: VecDeque<(u64, SessionRef)>,
+    ended: Option<Box<VecDeque<(u64, SessionRef)>>>,
 }
 
 impl Origins {
@@ -54,9 +55,15 @@ impl Origins {
     /// all of `session`'s once it has taken `read_through`.
     pub(crate) fn ended(&mut self, session: SessionRef, taken: u64, read_through: u64) {
         self.forget_read(taken);
-        let from = self.ended.back().map_or(taken, |&(end, _)| end.max(taken));
+        let from = self
+            .ended
+            .as_ref()
+            .and_then(|ended| ended.back())
+            .map_or(taken, |&(end, _)| end.max(taken));
         if read_through > from {
-            self.ended.push_back((read_through, session));
+            self.ended
+                .get_or_insert_with(Default::default)
+                .push_back((read_through, session));
         }
     }
 
@@ -75,6 +82,7 @@ impl Origins {
         let found = self
             .ended
             .iter()
+            .flat_map(|ended| ended.iter())
             .find(|&&(end, _)| end > taken)
             .map(|&(end, session)| {
                 let run = usize::try_from(end.saturating_sub(taken)).unwrap_or(usize::MAX);
@@ -83,10 +91,22 @@ impl Origins {
         Some(found.unwrap_or((current, inbox_len)))
     }
 
-    /// Drops the sessions whose messages have all been read.
-    fn forget_read(&mut self, taken: u64) {
-        while self.ended.front().is_some_and(|&(end, _)| end <= taken) {
-            self.ended.pop_front();
+    /// Drops the sessions whose messages have all been read (and the list once empty). A
+    /// pointer test unless an ended session's messages were unread.
+    #[inline]
+    pub(crate) fn forget_read(&mut self, taken: u64) {
+        if let Some(ended) = self.ended.as_mut() {
+            Self::forget_from(ended, taken);
+            if ended.is_empty() {
+                self.ended = None;
+            }
+        }
+    }
+
+    #[cold]
+    fn forget_from(ended: &mut VecDeque<(u64, SessionRef)>, taken: u64) {
+        while ended.front().is_some_and(|&(end, _)| end <= taken) {
+            ended.pop_front();
         }
     }
 }

@@ -79,6 +79,12 @@ impl Outbound {
         }
     }
 
+    /// Largest single message (of the limits it was made with).
+    #[inline]
+    pub(crate) fn max_message(&self) -> usize {
+        self.limits.max_message
+    }
+
     /// Totals over the session's life.
     pub(crate) fn counters(&self) -> SendCounters {
         self.counters

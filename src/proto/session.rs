@@ -102,7 +102,13 @@ struct Link {
     id: LinkId,
     peer_incarnation: u64,
     phase: Phase,
-    offer_to_send: Option<SessionOffer>,
+    /// Our SESSION offer is still to be written: the one [`Link::offer`] builds.
+    offer_due: bool,
+    /// The offer's session id and next expected sequence number, as of the link's start (the
+    /// rest of the offer is `nonce` and `offered_window`). Kept apart rather than as a whole
+    /// `SessionOffer`, which would duplicate those in every link for its whole life.
+    offered_session: u64,
+    offered_next_expected: u64,
     /// The flow-control window our SESSION offer granted.
     offered_window: (u64, u64),
     /// Our SESSION nonce on this link.
@@ -137,6 +143,19 @@ struct Link {
     pong_due: bool,
 }
 
+impl Link {
+    /// Our SESSION offer on this link.
+    fn offer(&self) -> SessionOffer {
+        SessionOffer {
+            session_id: self.offered_session,
+            nonce: self.nonce,
+            next_expected: self.offered_next_expected,
+            window_messages: self.offered_window.0,
+            window_bytes: self.offered_window.1,
+        }
+    }
+}
+
 /// An input that brings fewer new messages than this is acknowledged at once: the peer is not
 /// streaming, and whoever waits for `Delivered` should not wait for the ACK delay.
 const ACK_EAGER: usize = 16;
@@ -144,10 +163,41 @@ const ACK_EAGER: usize = 16;
 /// Fastest heartbeat a peer's HELLO can make us send.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 
+/// What a session reads of its [`Config`] once created. The window and inbox limits are not
+/// here: `Outbound` and `Inbound` hold them, and every session would carry them twice.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    max_frame_len: usize,
+    handshake_frame_len: usize,
+    heartbeat_interval: Duration,
+    ack_delay: Duration,
+    idle_timeout: Duration,
+    suspect_floor: Duration,
+    suspect_rtt_factor: u32,
+    handshake_timeout: Duration,
+    session_expiry: Duration,
+}
+
+impl Timing {
+    fn of(config: &Config) -> Self {
+        Timing {
+            max_frame_len: config.max_frame_len,
+            handshake_frame_len: config.handshake_frame_len,
+            heartbeat_interval: config.heartbeat_interval,
+            ack_delay: config.ack_delay,
+            idle_timeout: config.idle_timeout,
+            suspect_floor: config.suspect_floor,
+            suspect_rtt_factor: config.suspect_rtt_factor,
+            handshake_timeout: config.handshake_timeout,
+            session_expiry: config.session_expiry,
+        }
+    }
+}
+
 /// One peer's session. See the module docs for how to drive it.
 #[derive(Debug)]
 pub struct Session {
-    config: Config,
+    config: Timing,
     local_incarnation: u64,
     /// The peer incarnation this session is with; 0 while no session has been established.
     peer_incarnation: u64,
@@ -183,7 +233,7 @@ impl Session {
     /// A session with no peer yet, created at `now`.
     pub fn new(now: Instant, local_incarnation: u64, config: Config) -> Self {
         Session {
-            config,
+            config: Timing::of(&config),
             local_incarnation,
             peer_incarnation: 0,
             generation: 0,
@@ -208,7 +258,7 @@ impl Session {
     pub fn with_inbox_budget(mut self, budget: &Arc<InboxBudget>) -> Self {
         self.inbound.set_reservation(
             Reservation::new(budget.clone()),
-            self.config.window.max_message,
+            self.outbound.max_message(),
         );
         self
     }
@@ -278,6 +328,7 @@ impl Session {
     /// Without a connection no grant goes out to give the read bytes to: they go back to the
     /// node-wide budget now. (With one, [`Session::poll_transmit`] settles it.)
     fn after_read(&mut self) {
+        self.origins.forget_read(self.inbound.taken());
         if self.link.is_none() {
             self.inbound.refresh_budget(false);
         }
@@ -477,20 +528,14 @@ impl Session {
         self.inbound.void_credit();
         let window = self.inbound.window();
         self.inbound.advertise(window);
-        let offer = SessionOffer {
-            session_id: self.session_id,
-            nonce,
-            next_expected: if has_session {
-                self.inbound.next_expected()
-            } else {
-                1
-            },
-            window_messages: window.0,
-            window_bytes: window.1,
+        let offered_next_expected = if has_session {
+            self.inbound.next_expected()
+        } else {
+            1
         };
         self.outbound.rewind();
         self.rtt.forget_probe();
-        self.peer_max_message = hello.max_message.min(self.config.window.max_message);
+        self.peer_max_message = hello.max_message.min(self.outbound.max_message());
         let id = self.next_link_id;
         self.next_link_id = self.next_link_id.wrapping_add(1);
         if self
@@ -507,7 +552,9 @@ impl Session {
                 has_session,
                 deadline,
             },
-            offer_to_send: Some(offer),
+            offer_due: true,
+            offered_session: self.session_id,
+            offered_next_expected,
             offered_window: window,
             nonce,
             last_recv: now,
@@ -855,8 +902,9 @@ impl Session {
         let Some(link) = self.link.as_mut() else {
             return false;
         };
-        if let Some(offer) = link.offer_to_send.take() {
-            frame::encode(&Frame::Session(offer), out);
+        if link.offer_due {
+            link.offer_due = false;
+            frame::encode(&Frame::Session(link.offer()), out);
         }
         if matches!(link.phase, Phase::Established) {
             // Takes what the node-wide budget can give now, or gives back what is beyond the
@@ -866,7 +914,7 @@ impl Session {
             // the peer nothing to receive it now.
             let piggyback =
                 self.inbound.ack_due().is_some() && self.confirmed && self.outbound.can_transmit();
-            if piggyback || ack_wanted(link, &self.inbound, &self.config) {
+            if piggyback || ack_wanted(link, &self.inbound, self.outbound.max_message()) {
                 self.inbound.write_ack(out);
                 link.confirm_due = false;
                 link.pong_due = false;
@@ -907,12 +955,12 @@ impl Session {
         match &self.link {
             None => false,
             Some(link) => {
-                link.offer_to_send.is_some()
+                link.offer_due
                     || link.ping_due
                     || link.probe_due
                     || (matches!(link.phase, Phase::Established)
                         && ((self.confirmed && self.outbound.can_transmit())
-                            || ack_wanted(link, &self.inbound, &self.config)))
+                            || ack_wanted(link, &self.inbound, self.outbound.max_message())))
             }
         }
     }
@@ -1026,7 +1074,7 @@ impl Session {
 
 /// How long an owed answer may take before the link is suspect: a multiple of the smoothed RTT,
 /// never less than the floor.
-fn suspicion_bound(config: &Config, rtt: Option<Duration>) -> Duration {
+fn suspicion_bound(config: &Timing, rtt: Option<Duration>) -> Duration {
     rtt.unwrap_or_default()
         .saturating_mul(config.suspect_rtt_factor)
         .max(config.suspect_floor)
@@ -1035,11 +1083,12 @@ fn suspicion_bound(config: &Config, rtt: Option<Duration>) -> Duration {
 /// Whether an ACK should go out with the next transmission on an established link: to confirm
 /// the session, for received data that should not wait any longer (see `ACK_EAGER` and
 /// [`Config::ack_delay`]) or is a quarter of the inbox, or to grant a grown window.
-fn ack_wanted(link: &Link, inbound: &Inbound, config: &Config) -> bool {
+/// `max_message`: ours, the largest message the peer may send us.
+fn ack_wanted(link: &Link, inbound: &Inbound, max_message: usize) -> bool {
     link.confirm_due
         || link.pong_due
         || (inbound.ack_due().is_some() && (link.ack_now || inbound.ack_pressure()))
-        || inbound.window_update_due(config.window.max_message)
+        || inbound.window_update_due(max_message)
 }
 
 /// Half of `d`: how long a receiver of a partial frame stays silent before it acknowledges

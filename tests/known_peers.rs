@@ -5,24 +5,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::{eventually, wait_event, within};
+use common::{eventually, temp_path, wait_event, within};
 use networkio::proto::LinkError;
 use networkio::proto::frame::CloseCode;
 use networkio::{Error, Event, Identity, KnownPeersLimits, Node, RefusalReason, TrustPolicy};
-
-fn temp_path(what: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    std::env::temp_dir().join(format!(
-        "networkio-known-peers-{what}-{}-{nanos}",
-        std::process::id()
-    ))
-}
 
 async fn node(name: &str, identity: &Identity, trust: TrustPolicy, listen: bool) -> Node {
     let mut builder = Node::builder(name).identity(identity.clone()).trust(trust);

@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::eventually;
+use common::{eventually, temp_path};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,17 +110,6 @@ async fn deliver_one(peer: &networkio::Peer, server: &Node, from: &str, text: &s
     within("delivery", receipt.delivered()).await.unwrap();
     let got: Vec<String> = server.peer(from).unwrap().read_all().unwrap();
     assert_eq!(got, [text]);
-}
-
-fn temp_path(what: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    std::env::temp_dir().join(format!(
-        "networkio-security-{what}-{}-{nanos}",
-        std::process::id()
-    ))
 }
 
 #[tokio::test]

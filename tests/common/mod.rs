@@ -109,6 +109,28 @@ impl Checker {
     }
 }
 
+/// A fresh path under the system's temporary directory (nothing is created): unique per test
+/// process, call and `what`.
+pub fn temp_path(what: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::env::temp_dir().join(format!(
+        "networkio-test-{what}-{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+/// Polls `f` once and asserts that it is still pending, so that it is already waiting (not
+/// merely late) when whatever should release it happens.
+pub async fn assert_waiting<F: Future + Unpin>(f: &mut F, what: &str) {
+    assert!(
+        tokio::time::timeout(Duration::ZERO, f).await.is_err(),
+        "{what}"
+    );
+}
+
 /// A node listening on an OS-picked loopback port.
 pub async fn listening_node(name: &str) -> Node {
     Node::builder(name)
